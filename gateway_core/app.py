@@ -1,0 +1,284 @@
+"""Assembly: ``create_app(settings, ...)`` wires a route source, the route table, the
+transport, the proxy and the admin app into one :class:`Gateway`.
+
+The proxy app handles the ASGI lifespan (start the source, await startup hooks; on
+shutdown close the pools and await shutdown hooks), so a ``Gateway.proxy`` runs under any
+ASGI server. Table builds run in a worker thread, coalesced: while one builds, only the
+newest snapshot waits, and the swap is one assignment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pluggy
+from fastapi import FastAPI
+
+from gateway_core import hookspecs
+from gateway_core.admin import create_admin_app
+from gateway_core.errors import ConfigError
+from gateway_core.manifests.snapshot import Snapshot
+from gateway_core.manifests.translate import ClassPolicy
+from gateway_core.messages import RouteInfo, Timeouts
+from gateway_core.metrics import GatewayMetrics
+from gateway_core.pipeline import Pipeline
+from gateway_core.plugin_api import PluginSpec
+from gateway_core.plugin_manager import collect_plugin_specs, get_plugin_manager
+from gateway_core.providers.base import RouteSource
+from gateway_core.providers.file import ManifestDirectory
+from gateway_core.proxy import ASGIApp, ProxyApp, Receive, Scope, Send
+from gateway_core.request_head import TrustedProxies
+from gateway_core.routing.binding import BindingPolicy
+from gateway_core.routing.build import BuildOptions, build_table
+from gateway_core.routing.table import RouteTable, TableHolder
+from gateway_core.settings import GatewaySettings
+from gateway_core.transport.balancing import round_robin
+from gateway_core.transport.base import Transport
+from gateway_core.transport.pool import ConnectionPool
+
+logger = logging.getLogger("gateway_core")
+
+
+class BuiltinSources:
+    """The built-in route source, offered through the same hook as any plugin's (``trylast``)."""
+
+    @hookspecs.hookimpl(trylast=True)
+    def gateway_route_source(self, settings: GatewaySettings) -> RouteSource | None:
+        if settings.manifests.dir:
+            return ManifestDirectory(
+                settings.manifests.dir,
+                default_namespace=settings.kubernetes.namespace,
+                debounce=settings.manifests.debounce,
+                force_polling=settings.manifests.force_polling,
+            )
+        return None
+
+
+async def await_all(results: Iterable[Any]) -> None:
+    """Await every hook result that is awaitable (hooks may be sync or async)."""
+    for result in results:
+        if inspect.isawaitable(result):
+            await result
+
+
+def make_transport(settings: GatewaySettings) -> Transport:
+    """The upstream transport the settings choose."""
+    upstream = settings.gateway
+    if upstream.transport == "httpx":
+        from gateway_core.transport.httpx_transport import HttpxTransport
+
+        return HttpxTransport(max_idle=upstream.max_idle_conns, idle_timeout=upstream.idle_conn_timeout,
+                              keep_alive=upstream.enable_keep_alive)
+    return ConnectionPool(
+        max_idle=upstream.max_idle_conns if upstream.enable_keep_alive else 0,
+        idle_timeout=upstream.idle_conn_timeout,
+        keep_alive=upstream.enable_keep_alive,
+    )
+
+
+def build_options(settings: GatewaySettings, specs: dict[str, PluginSpec[Any]], pm: pluggy.PluginManager) -> BuildOptions:
+    """Table-build options from settings, installed plugins and the validate hook."""
+    upstream = settings.gateway
+
+    def validate(route: RouteInfo, plugins: Sequence[str]) -> list[str]:
+        problems: list[str] = []
+        for result in pm.hook.gateway_route_validate(route=route, plugins=list(plugins)):
+            problems.extend(result or ())
+        return problems
+
+    unknown = [name for name in settings.plugins.bound if name not in specs]
+    if unknown:
+        raise ConfigError(f"plugins.global names plugins that are not installed: {', '.join(unknown)}")
+    return BuildOptions(
+        specs=specs,
+        balancer_factory=round_robin,
+        class_policy=ClassPolicy(
+            ingress_class=upstream.ingress_class,
+            controller=upstream.controller_name,
+            watch_without_class=upstream.watch_ingress_without_class,
+        ),
+        binding=BindingPolicy(bound=tuple(settings.plugins.bound), defaults=settings.plugins.config),
+        timeouts=Timeouts(connect=upstream.connect_timeout, read=upstream.proxy_timeout, write=upstream.send_timeout),
+        validate=validate,
+    )
+
+
+class Gateway:
+    """One gateway instance: its proxy and admin ASGI apps and their shared state."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        pm: pluggy.PluginManager,
+        source: RouteSource,
+        transport: Transport,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pm = pm
+        self.source = source
+        self.transport = transport
+        self.metrics = metrics or GatewayMetrics()
+        self.specs = collect_plugin_specs(pm, disabled=settings.plugins.disabled)
+        self.options = build_options(settings, self.specs, pm)
+        self.tables = TableHolder()
+        pipeline = Pipeline(transport, preserve_host=settings.gateway.preserve_host)
+        proxy: ASGIApp = ProxyApp(
+            tables=self.tables,
+            pipeline=pipeline,
+            metrics=self.metrics,
+            trusted_proxies=TrustedProxies(settings.server.trusted_proxies),
+            read_timeout=settings.server.read_timeout,
+            write_timeout=settings.server.write_timeout,
+            other=self._lifespan,
+        )
+        for wrappers in reversed(pm.hook.gateway_asgi_wrappers()):
+            for wrap in reversed(list(wrappers or ())):
+                proxy = wrap(proxy)
+        self.proxy = proxy
+        self.admin: FastAPI = create_admin_app(self)
+        self._source_task: asyncio.Task[None] | None = None
+        self._pending: Snapshot | None = None
+        self._building = False
+        self.started = False
+
+    @property
+    def ready(self) -> bool:
+        """True once the first table from the route source is serving."""
+        return self.tables.loaded
+
+    async def start(self) -> None:
+        """Await startup hooks and start the route source."""
+        if self.started:
+            return
+        self.started = True
+        await await_all(self.pm.hook.gateway_startup(settings=self.settings))
+        self._source_task = asyncio.create_task(self._run_source(), name="gateway-route-source")
+
+    async def stop(self) -> None:
+        """Stop the route source, close upstream connections, await shutdown hooks."""
+        if not self.started:
+            return
+        self.started = False
+        if self._source_task is not None:
+            self._source_task.cancel()
+            try:
+                await self._source_task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._source_task = None
+        await self.transport.aclose()
+        await await_all(self.pm.hook.gateway_shutdown(settings=self.settings))
+
+    async def _run_source(self) -> None:
+        while True:
+            try:
+                await self.source.run(self.apply)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("the route source failed; restarting it in 1s (current routes keep serving)")
+                await asyncio.sleep(1)
+
+    async def apply(self, snapshot: Snapshot) -> None:
+        """Build a table from ``snapshot`` and swap it in (coalescing bursts)."""
+        self._pending = snapshot
+        if self._building:
+            return
+        self._building = True
+        try:
+            while self._pending is not None:
+                pending, self._pending = self._pending, None
+                previous = self.tables.current if self.tables.loaded else None
+                try:
+                    table = await asyncio.to_thread(build_table, pending, self.options, previous)
+                except Exception:
+                    logger.exception("building the route table failed; the current table keeps serving")
+                    self.metrics.table_rebuilds.labels("failed").inc()
+                    continue
+                self.tables.publish(table)
+                await self._announce(table, previous)
+        finally:
+            self._building = False
+
+    async def _announce(self, table: RouteTable, previous: RouteTable | None) -> None:
+        metrics = self.metrics
+        metrics.table_rebuilds.labels("ok").inc()
+        metrics.table_build_seconds.observe(table.build_seconds)
+        metrics.routes.set(len(table.routes))
+        metrics.rejected_ingresses.set(len(table.rejected))
+        metrics.manifest_problems.set(len(table.problems))
+        before = {route.info.id: route.info for route in previous.routes} if previous is not None else {}
+        after = {route.info.id: route.info for route in table.routes}
+        added = [info for key, info in after.items() if key not in before]
+        removed = [info for key, info in before.items() if key not in after]
+        old_rejected = previous.rejected if previous is not None else {}
+        for ref, rejected in table.rejected.items():
+            if old_rejected.get(ref) != rejected:
+                logger.warning(
+                    "Ingress %s rejected (%s): %s", ref,
+                    "serving its last good version" if rejected.serving_last_good else "its routes answer 503",
+                    "; ".join(rejected.reasons), extra={"ingress": ref},
+                )
+        old_problems = set(previous.problems) if previous is not None else set()
+        for problem in table.problems:
+            if problem not in old_problems:
+                logger.error("manifest problem: %s", problem)
+        logger.info(
+            "route table %d: %d routes (+%d -%d), %d rejected Ingresses, %d problems, built in %.1f ms",
+            table.generation, len(table.routes), len(added), len(removed), len(table.rejected),
+            len(table.problems), table.build_seconds * 1000,
+        )
+        rejected = [(ref, list(item.reasons)) for ref, item in table.rejected.items()]
+        try:
+            await await_all(self.pm.hook.gateway_routes_loaded(added=added, removed=removed, rejected=rejected))
+        except Exception:
+            logger.exception("a gateway_routes_loaded hook failed")
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as exc:
+                    logger.exception("gateway start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(
+    settings: GatewaySettings | None = None,
+    *,
+    plugins: Iterable[object] = (),
+    route_source: RouteSource | None = None,
+    transport: Transport | None = None,
+    load_entry_points: bool = True,
+    metrics: GatewayMetrics | None = None,
+) -> Gateway:
+    """A gateway from settings, with extra in-code ``plugins`` and an optional route source.
+
+    Without ``route_source``, the ``gateway_route_source`` hook chooses one; the built-in
+    answer is the manifests directory of ``settings.manifests.dir``.
+    """
+    settings = settings or GatewaySettings()
+    pm = get_plugin_manager(
+        plugins=[BuiltinSources(), *plugins], blocked=settings.plugins.disabled, load_entry_points=load_entry_points
+    )
+    source = route_source or pm.hook.gateway_route_source(settings=settings)
+    if source is None:
+        raise ConfigError("no route source: give a manifests directory (--manifests DIR) or install a route-source plugin")
+    return Gateway(settings, pm=pm, source=source, transport=transport or make_transport(settings), metrics=metrics)

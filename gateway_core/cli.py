@@ -1,0 +1,112 @@
+"""The ``gateway`` command: ``run``, ``check``, ``plugins``, ``demo``.
+
+The flags of ``gateway run`` are a contract (acceptance tests drive the gateway through
+them): ``--manifests DIR --port P --admin-port P --host H --workers N --config FILE``.
+Flags win over ``GATEWAY_*`` environment variables, which win over the config file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from gateway_core.errors import ConfigError, GatewayError
+from gateway_core.plugin_manager import get_plugin_manager, installed_version
+from gateway_core.settings import GatewaySettings, load_settings, parse_addr
+
+
+def _settings(config: str | None, overrides: dict[str, Any], *, host: str | None = None,
+              port: int | None = None, admin_port: int | None = None) -> GatewaySettings:
+    """Settings with flags applied; ``--host``/``--port`` change only their half of an address."""
+    settings = load_settings(config, overrides)
+    if host is not None or port is not None:
+        current_host, current_port = parse_addr(settings.server.addr)
+        addr_host = host if host is not None else current_host
+        addr_host = f"[{addr_host}]" if ":" in addr_host else addr_host
+        overrides.setdefault("server", {})["addr"] = f"{addr_host}:{port if port is not None else current_port}"
+    if admin_port is not None:
+        admin_host, _ = parse_addr(settings.metrics.addr)
+        admin_host = f"[{admin_host}]" if ":" in admin_host else admin_host
+        overrides.setdefault("metrics", {})["addr"] = f"{admin_host}:{admin_port}"
+    return load_settings(config, overrides)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group()
+@click.version_option(installed_version(), prog_name="gateway")
+def main() -> None:
+    """Meta-Native Gateway: a plugin-centric API gateway for Kubernetes Ingress."""
+
+
+@main.command()
+@click.option("--manifests", "manifests", type=click.Path(file_okay=False), help="Directory of Kubernetes manifests.")
+@click.option("--port", type=click.IntRange(0, 65535), help="Proxy port (default 8080).")
+@click.option("--admin-port", type=click.IntRange(0, 65535), help="Admin port: health, metrics, routes (default 9090).")
+@click.option("--host", help="Proxy listen address (default 0.0.0.0).")
+@click.option("--workers", type=click.IntRange(1, 256), help="Worker processes (default 1).")
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--ingress-class", help="IngressClass name to serve (default meta-native).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Log level.")
+def run(manifests: str | None, port: int | None, admin_port: int | None, host: str | None, workers: int | None,
+        config: str | None, ingress_class: str | None, log_level: str | None) -> None:
+    """Serve traffic until SIGTERM or SIGINT, then shut down gracefully."""
+    from gateway_core import server
+    from gateway_core.app import create_app
+
+    overrides: dict[str, Any] = {}
+    if manifests is not None:
+        overrides["manifests"] = {"dir": manifests}
+    if workers is not None:
+        overrides["server"] = {"workers": workers}
+    if ingress_class is not None:
+        overrides["gateway"] = {"ingress_class": ingress_class}
+    if log_level is not None:
+        overrides["log"] = {"level": log_level}
+    try:
+        settings = _settings(config, overrides, host=host, port=port, admin_port=admin_port)
+        create_app(settings)  # fail fast on plugin or source errors, before binding ports
+    except GatewayError as exc:
+        _fail(str(exc))
+    try:
+        code = server.run(settings)
+    except OSError as exc:
+        _fail(str(exc.strerror or exc))
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins(as_json: bool) -> None:
+    """List installed plugins."""
+    from gateway_core.plugin_manager import collect_plugin_specs, plugin_distributions
+
+    try:
+        pm = get_plugin_manager()
+        specs = collect_plugin_specs(pm)
+    except GatewayError as exc:
+        _fail(str(exc))
+    rows = sorted(specs.values(), key=lambda spec: (-spec.priority, spec.name))
+    if as_json:
+        click.echo(json.dumps([
+            {"name": s.name, "version": s.version, "priority": s.priority, "description": s.description}
+            for s in rows
+        ], indent=2))
+        return
+    if not rows:
+        click.echo("no plugins installed")
+    for spec in rows:
+        click.echo(f"{spec.name:<24} {spec.version:<10} priority {spec.priority:<6} {spec.description}")
+    distributions = plugin_distributions(pm)
+    if distributions:
+        click.echo("\nfrom packages: " + ", ".join(sorted(set(distributions.values()))))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

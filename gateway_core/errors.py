@@ -1,0 +1,99 @@
+"""One exception tree for the whole gateway.
+
+Third-party exceptions (httptools, pydantic, PyYAML, OS errors) are translated into these
+at the edge of the module that met them, so plugins and callers only ever catch
+``GatewayError`` subclasses. Each class says which HTTP status it maps to when it reaches
+the proxy, so the mapping lives in one place.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+
+class ConfigError(GatewayError):
+    """Settings are invalid (unknown key, bad value); raised at start-up."""
+
+    code = "config_error"
+
+
+class ManifestError(GatewayError):
+    """A manifest file or object could not be read or understood."""
+
+    code = "manifest_error"
+
+
+class PluginError(GatewayError):
+    """A plugin could not be found, configured or loaded."""
+
+    code = "plugin_error"
+
+
+class UnknownPluginError(PluginError):
+    """An annotation or setting names a plugin that is not installed (or disabled)."""
+
+    code = "unknown_plugin"
+
+
+class PluginConfigError(PluginError):
+    """A plugin's config failed validation against its model."""
+
+    code = "invalid_plugin_config"
+
+
+class RequestError(GatewayError):
+    """The client's request is malformed; answered with a 4xx and never forwarded."""
+
+    status = 400
+    code = "bad_request"
+
+
+class RequestTimeoutError(RequestError):
+    """The client stopped sending its request body for longer than the read timeout."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class UpstreamError(GatewayError):
+    """The upstream could not be reached or answered badly."""
+
+    status = 502
+    code = "bad_gateway"
+
+
+class NoEndpointError(UpstreamError):
+    """The route's Service has no ready endpoint."""
+
+    status = 503
+    code = "no_endpoint"
+
+
+class UpstreamConnectError(UpstreamError):
+    """Connecting to the upstream failed (refused, unreachable, DNS)."""
+
+    code = "upstream_connect_failed"
+
+
+class UpstreamClosedError(UpstreamError):
+    """The upstream closed or reset the connection before a complete response."""
+
+    code = "upstream_closed"
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The upstream's response was not valid HTTP/1.1."""
+
+    code = "upstream_protocol_error"
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """The upstream did not answer (or connect) within the configured timeout."""
+
+    status = 504
+    code = "upstream_timeout"

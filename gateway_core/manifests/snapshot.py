@@ -1,0 +1,67 @@
+"""A snapshot: the set of objects a provider saw at one moment, and what it could not read.
+
+Providers (a manifests directory, the Kubernetes API, a custom source) all publish
+snapshots; the route table is built from one snapshot at a time.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway_core.errors import ManifestError
+from gateway_core.manifests.objects import KubeObject, parse_object
+
+logger = logging.getLogger("gateway_core.manifests")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something a provider could not read, and where."""
+
+    source: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.message}" if self.source else self.message
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Objects seen together, plus the problems met while reading them."""
+
+    objects: tuple[KubeObject, ...] = ()
+    problems: tuple[Problem, ...] = field(default=())
+
+
+def build_snapshot(documents: Iterable[tuple[str, dict[str, Any]]], *, default_namespace: str = "default",
+                   problems: Iterable[Problem] = ()) -> Snapshot:
+    """Typed objects from ``(source, document)`` pairs.
+
+    Kinds the gateway does not use are skipped with a debug log. An invalid object becomes
+    a problem; the first of two objects with the same kind, namespace and name wins, and
+    the second is reported.
+    """
+    found: list[Problem] = list(problems)
+    seen: dict[tuple[str, str, str], str] = {}
+    objects: list[KubeObject] = []
+    for source, document in documents:
+        try:
+            obj = parse_object(document, default_namespace=default_namespace)
+        except ManifestError as exc:
+            found.append(Problem(source, str(exc)))
+            continue
+        if obj is None:
+            logger.debug("%s: ignoring %s %s", source, document.get("apiVersion"), document.get("kind"))
+            continue
+        key = (obj.kind, obj.namespace, obj.name)
+        if key in seen:
+            found.append(Problem(source, f"{obj.ref} is also defined in {seen[key]}; using that one"))
+            continue
+        seen[key] = source
+        objects.append(obj)
+    return Snapshot(objects=tuple(objects), problems=tuple(found))

@@ -1,0 +1,26 @@
+"""The route-source contract every provider keeps.
+
+A route source publishes :class:`~gateway_core.manifests.Snapshot` objects: the first as
+soon as it has read everything once (the gateway is ready after it), then a new one after
+every change, until it is cancelled. A snapshot is always complete — the whole set of
+objects, not a delta — so the gateway rebuilds the table from it alone. Problems reading a
+part go into ``Snapshot.problems``; the source keeps running. A source that cannot reach its
+backend keeps retrying and publishes nothing, so the last good table keeps serving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from gateway_core.manifests.snapshot import Snapshot
+
+Publish = Callable[[Snapshot], Awaitable[None]]
+
+
+class RouteSource(Protocol):
+    """Feeds the gateway snapshots of Kubernetes objects."""
+
+    async def run(self, publish: Publish) -> None:
+        """Publish the first snapshot, then one per change; return only when cancelled."""
+        ...

@@ -1,0 +1,304 @@
+"""The proxy: a pure ASGI app that routes, runs the plugin phases, forwards and streams back.
+
+Per request: check the head and build the upstream head (``request_head``), match the route
+in the current table, run the pipeline, then relay the response. Bodies stream both ways;
+a response that is already whole when its head arrives goes out in one write. Every error
+the gateway answers itself is JSON (``{"error": code, "message": ...}``), never a traceback:
+no route 404, rejected route or no endpoint 503, upstream failures 502, timeouts 504, bad
+requests 400. A failure after the response started can only cut the connection; that is
+done by raising :class:`ResponseAborted`, which the server's log filter keeps quiet.
+
+No FastAPI, no pluggy, no per-request sorting or lookups beyond the table match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from email.utils import formatdate
+from typing import Any
+
+from gateway_core.errors import GatewayError, RequestError, RequestTimeoutError, UpstreamError
+from gateway_core.messages import (
+    Headers,
+    LocalResponse,
+    Outcome,
+    RawHeaders,
+    RequestContext,
+    UpstreamRequest,
+    UpstreamResponse,
+)
+from gateway_core.metrics import GatewayMetrics
+from gateway_core.pipeline import Pipeline
+from gateway_core.request_head import HOP_BY_HOP, RequestHead, TrustedProxies, read_request_head
+from gateway_core.routing.table import Route, TableHolder
+
+logger = logging.getLogger("gateway_core.proxy")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_NO_ROUTE = "no_route"
+
+
+class ResponseAborted(Exception):
+    """The response had started when the upstream failed: the connection must be cut."""
+
+
+class ClientDisconnected(RequestError):
+    """The client went away while sending its request body."""
+
+    status = 499
+    code = "client_closed_request"
+
+
+class ClientBody:
+    """The client's request body, streamed from ASGI ``receive`` with a read timeout."""
+
+    __slots__ = ("content_length", "_receive", "_timeout", "received", "complete")
+
+    def __init__(self, receive: Receive, content_length: int | None, timeout: float) -> None:
+        self.content_length = content_length
+        self._receive = receive
+        self._timeout = timeout
+        self.received = 0
+        self.complete = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while not self.complete:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    message = await self._receive()
+            except TimeoutError:
+                raise RequestTimeoutError(f"the client sent no body data for {self._timeout:g}s") from None
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected("the client closed the connection while sending the body")
+            chunk: bytes = message.get("body", b"")
+            self.received += len(chunk)
+            if not message.get("more_body", False):
+                self.complete = True
+            if chunk:
+                yield chunk
+
+
+class _DateHeader:
+    """The ``Date`` value, formatted at most once per second."""
+
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        self._second = 0
+        self._value = b""
+
+    def value(self) -> bytes:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._value = formatdate(now, usegmt=True).encode()
+        return self._value
+
+
+def response_headers(raw: RawHeaders, date: _DateHeader) -> RawHeaders:
+    """The upstream's headers minus hop-by-hop ones (and those Connection names), plus Date."""
+    out: RawHeaders = []
+    connection: bytes | None = None
+    has_date = False
+    for name, value in raw:
+        if name in HOP_BY_HOP:
+            if name == b"connection":
+                connection = value
+            continue
+        if name == b"date":
+            has_date = True
+        out.append((name, value))
+    if connection is not None:
+        named = {token.strip().lower() for token in connection.split(b",")}
+        out = [item for item in out if item[0] not in named]
+    if not has_date:
+        out.append((b"date", date.value()))
+    return out
+
+
+class ProxyApp:
+    """The proxy listener's ASGI app."""
+
+    def __init__(
+        self,
+        *,
+        tables: TableHolder,
+        pipeline: Pipeline,
+        metrics: GatewayMetrics | None = None,
+        trusted_proxies: TrustedProxies | None = None,
+        read_timeout: float = 30.0,
+        write_timeout: float = 30.0,
+        other: ASGIApp | None = None,
+    ) -> None:
+        """``other`` receives every non-HTTP scope except WebSocket (the lifespan, usually)."""
+        self._tables = tables
+        self._pipeline = pipeline
+        self._metrics = metrics
+        self._trusted = trusted_proxies or TrustedProxies()
+        self._read_timeout = read_timeout
+        self._write_timeout = write_timeout
+        self._other = other
+        self._date = _DateHeader()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1003})  # WebSocket proxying: not yet
+            elif self._other is not None:
+                await self._other(scope, receive, send)
+            return
+        try:
+            head = read_request_head(scope, self._trusted)
+        except RequestError as exc:
+            await self._send_local(send, LocalResponse.error(exc.status, exc.code, str(exc)))
+            self._record(None, exc.status, None)
+            return
+        route = self._tables.current.match(head.host, head.path)
+        if route is None:
+            await self._send_local(send, LocalResponse.error(404, _NO_ROUTE, "no route matches this request"))
+            self._record(None, 404, None)
+            return
+        if route.unavailable is not None:
+            await self._send_local(
+                send, LocalResponse.error(503, "route_unavailable", "this route's configuration was rejected")
+            )
+            self._record(route, 503, None)
+            return
+        await self._forward(route, head, scope, receive, send)
+
+    async def _forward(
+        self, route: Route, head: RequestHead, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        body = ClientBody(receive, head.content_length, self._read_timeout) if head.has_body else None
+        request = UpstreamRequest(scope["method"], head.target, Headers(head.headers), body)
+        ctx = RequestContext(
+            scope=scope, method=scope["method"], host=head.host, path=head.path, scheme=scope.get("scheme", "http"),
+            client_ip=head.client_ip, peer_ip=head.peer_ip, route=route.info, request=request,
+        )
+        pipeline = self._pipeline
+        status = 500
+        sent = 0
+        latency: float | None = None
+        error: str | None = None
+        try:
+            local = await pipeline.on_request(route, ctx) if route.on_request else None
+            if local is None:
+                upstream_started = time.perf_counter()
+                try:
+                    response = await pipeline.call_upstream(route, ctx)
+                except GatewayError as exc:
+                    local = self._error_response(route, ctx, exc)
+                    error = exc.code
+                else:
+                    latency = time.perf_counter() - upstream_started
+            if local is not None:
+                status = local.status
+                sent = await self._send_local(send, local)
+            else:
+                if route.on_response:
+                    await pipeline.on_response(route, ctx, response)
+                status = response.status
+                sent = await self._relay(response, receive, send, body)
+        except ResponseAborted:
+            error = "response_aborted"
+            raise
+        finally:
+            self._record(route, status, latency)
+            if route.on_log:
+                outcome = Outcome(
+                    status=status, bytes_received=body.received if body is not None else 0, bytes_sent=sent,
+                    duration=time.perf_counter() - ctx.started, upstream_latency=latency, endpoint=ctx.endpoint,
+                    error=error,
+                )
+                await pipeline.on_log(route, ctx, outcome)
+
+    def _error_response(self, route: Route, ctx: RequestContext, exc: GatewayError) -> LocalResponse:
+        if isinstance(exc, UpstreamError):
+            logger.warning(
+                "upstream error on route %s (%s): %s", route.info.id, ctx.endpoint or route.service_label, exc,
+                extra={"route": route.info.id, "error": exc.code},
+            )
+        return LocalResponse.error(exc.status, exc.code, _public_message(exc))
+
+    async def _relay(self, response: UpstreamResponse, receive: Receive, send: Send, body: ClientBody | None) -> int:
+        """Send the response head, then its body as it arrives; bytes of body sent."""
+        await send({"type": "http.response.start", "status": response.status,
+                    "headers": response_headers(response.headers.raw, self._date)})
+        stream = response.body
+        data, done = stream.take()
+        if done:
+            await send({"type": "http.response.body", "body": data})
+            return len(data)
+        watcher = None
+        if body is None or body.complete:
+            watcher = asyncio.ensure_future(_close_on_disconnect(receive, stream.close))
+        sent = 0
+        try:
+            # The first body message goes out even when empty: it puts the head on the wire.
+            await self._send_chunk(send, data)
+            sent += len(data)
+            while chunk := await stream.read():
+                await self._send_chunk(send, chunk)
+                sent += len(chunk)
+        except UpstreamError as exc:
+            logger.warning("upstream failed mid-response (%s): %s; closing the client connection", response.endpoint, exc)
+            raise ResponseAborted(str(exc)) from None
+        finally:
+            stream.close()
+            if watcher is not None:
+                watcher.cancel()
+        await send({"type": "http.response.body", "body": b""})
+        return sent
+
+    async def _send_chunk(self, send: Send, chunk: bytes) -> None:
+        try:
+            async with asyncio.timeout(self._write_timeout):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except TimeoutError:
+            logger.warning("client did not read for %gs; closing the connection", self._write_timeout)
+            raise ResponseAborted("client write timeout") from None
+
+    async def _send_local(self, send: Send, response: LocalResponse) -> int:
+        headers = [item for item in response.headers if item[0] != b"content-length"]
+        headers.append((b"content-length", str(len(response.body)).encode()))
+        headers.append((b"date", self._date.value()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+        return len(response.body)
+
+    def _record(self, route: Route | None, status: int, latency: float | None) -> None:
+        metrics = self._metrics
+        if metrics is not None:
+            if route is None:
+                metrics.observe_request("", "", status, None)
+            else:
+                metrics.observe_request(route.info.id, route.service_label, status, latency)
+
+
+async def _close_on_disconnect(receive: Receive, close: Callable[[], None]) -> None:
+    """Close the upstream stream when the client disconnects mid-response."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            close()
+            return
+
+
+def _public_message(exc: GatewayError) -> str:
+    """What the client is told: the category, not internal addresses."""
+    messages = {
+        "no_endpoint": "no upstream endpoint is available for this route",
+        "upstream_connect_failed": "the upstream could not be reached",
+        "upstream_closed": "the upstream closed the connection",
+        "upstream_protocol_error": "the upstream sent an invalid response",
+        "upstream_timeout": "the upstream did not answer in time",
+    }
+    return messages.get(exc.code, str(exc) if isinstance(exc, RequestError) else "the gateway could not complete the request")

@@ -1,0 +1,121 @@
+"""Binding plugins to routes: which plugins, with which config, as which objects.
+
+Config precedence is :func:`plugin_config`, one function: the Ingress annotation, else the
+global default from settings, used whole (never deep-merged). Configs are validated with the
+plugin's model; plugin objects are made by the plugin's factory once per (route, plugin,
+version, config) and reused by the next table while that key is unchanged, so limiter and
+breaker state survive endpoint churn.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from gateway_core.manifests.annotations import PLUGIN_CONFIG_PREFIX, PluginAnnotations
+from gateway_core.manifests.objects import format_validation_error
+from gateway_core.messages import RouteInfo
+from gateway_core.plugin_api import Binding, PluginSpec, implemented_phases
+
+logger = logging.getLogger("gateway_core.routing")
+
+InstanceKey = tuple[str, str, str, str]
+"""(route id, plugin name, plugin version, canonical config JSON)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BindingPolicy:
+    """The settings' part in binding: plugins bound everywhere and default configs."""
+
+    bound: tuple[str, ...] = ()
+    defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BoundPlugin:
+    """A plugin object bound to one route, with what made it."""
+
+    spec: PluginSpec[Any]
+    config: BaseModel
+    instance: object
+    phases: tuple[str, ...]
+
+
+def plugin_config(name: str, annotations: PluginAnnotations, policy: BindingPolicy) -> Mapping[str, Any]:
+    """The config a plugin gets on an Ingress: its annotation, else the global default, else ``{}``."""
+    if name in annotations.configs:
+        return annotations.configs[name]
+    return policy.defaults.get(name, {})
+
+
+@dataclass(slots=True)
+class ResolvedPlugins:
+    """Plugins for one Ingress, validated, in run order; or the problems found."""
+
+    plugins: list[tuple[PluginSpec[Any], BaseModel]]
+    problems: list[str]
+
+
+def resolve_plugins(
+    annotations: PluginAnnotations, policy: BindingPolicy, specs: Mapping[str, PluginSpec[Any]]
+) -> ResolvedPlugins:
+    """Check every bound plugin exists and its config is valid; sort by priority, then name."""
+    names = list(policy.bound) + [name for name in annotations.listed if name not in policy.bound]
+    problems: list[str] = []
+    for name in annotations.configs:
+        if name not in names:
+            problems.append(
+                f"annotation {PLUGIN_CONFIG_PREFIX}{name}: plugin {name!r} is configured but not bound "
+                "(add it to meta-native.io/plugins)"
+            )
+    resolved: list[tuple[PluginSpec[Any], BaseModel]] = []
+    for name in names:
+        spec = specs.get(name)
+        if spec is None:
+            problems.append(f"plugin {name!r} is not installed (or is disabled)")
+            continue
+        try:
+            config = spec.config_model.model_validate(plugin_config(name, annotations, policy))
+        except ValidationError as exc:
+            problems.append(f"plugin {name!r}: invalid config: " + "; ".join(format_validation_error(exc)))
+            continue
+        resolved.append((spec, config))
+    resolved.sort(key=lambda item: (-item[0].priority, item[0].name))
+    return ResolvedPlugins(plugins=resolved, problems=problems)
+
+
+class PluginInstances:
+    """Plugin objects by :data:`InstanceKey`; reuses the previous table's objects."""
+
+    def __init__(self, previous: Mapping[InstanceKey, BoundPlugin] | None = None) -> None:
+        self._previous = previous or {}
+        self.current: dict[InstanceKey, BoundPlugin] = {}
+
+    def bind(
+        self,
+        route: RouteInfo,
+        plugins: Sequence[tuple[PluginSpec[Any], BaseModel]],
+        secrets: Callable[[str], Mapping[str, bytes] | None],
+    ) -> tuple[list[BoundPlugin], list[str]]:
+        """The bound objects for one route, made or reused; problems if a factory fails."""
+        bound: list[BoundPlugin] = []
+        problems: list[str] = []
+        for spec, config in plugins:
+            key = (route.id, spec.name, spec.version, json.dumps(config.model_dump(mode="json"), sort_keys=True))
+            existing = self.current.get(key) or self._previous.get(key)
+            if existing is None:
+                try:
+                    instance = spec.factory(config, Binding(plugin=spec.name, route=route, secrets=secrets))
+                except Exception as exc:  # a plugin bug must reject one Ingress, not the table
+                    logger.exception("plugin %s failed to bind to route %s", spec.name, route.id)
+                    problems.append(f"plugin {spec.name!r} failed to initialise: {exc}")
+                    continue
+                existing = BoundPlugin(spec=spec, config=config, instance=instance, phases=implemented_phases(instance))
+            self.current[key] = existing
+            bound.append(existing)
+        return bound, problems

@@ -1,0 +1,162 @@
+"""The route table: immutable, built whole, swapped atomically, matched per request.
+
+A :class:`Route` holds everything the hot path needs, already resolved: the balancer over
+ready endpoints, the timeouts, and each phase's plugin methods in run order. Nothing is
+sorted or looked up per request. :class:`TableHolder` publishes a new table in one
+assignment; a request keeps the table it started with.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway_core.manifests.objects import Ingress
+from gateway_core.manifests.snapshot import Problem
+from gateway_core.manifests.translate import RouteSpec
+from gateway_core.messages import Balancer, RouteInfo, Timeouts
+from gateway_core.routing.binding import BoundPlugin, InstanceKey
+from gateway_core.routing.matching import HostIndex
+
+
+class Route:
+    """One servable route, with its plugins split per phase."""
+
+    __slots__ = (
+        "spec",
+        "info",
+        "balancer",
+        "timeouts",
+        "unavailable",
+        "plugins",
+        "on_request",
+        "on_upstream_request",
+        "around_upstream",
+        "on_response",
+        "on_log",
+        "service_label",
+    )
+
+    def __init__(
+        self,
+        spec: RouteSpec,
+        *,
+        balancer: Balancer,
+        timeouts: Timeouts,
+        plugins: Sequence[BoundPlugin] = (),
+        unavailable: str | None = None,
+    ) -> None:
+        self.spec = spec
+        self.info: RouteInfo = spec.info
+        self.balancer = balancer
+        self.timeouts = timeouts
+        self.unavailable = unavailable
+        """Why the route answers 503 without calling upstream (a rejected Ingress), if it does."""
+        self.plugins = tuple(plugins)
+        self.service_label = f"{spec.backend.namespace}/{spec.backend.service}"
+
+        def phase(name: str) -> tuple[Callable[..., Awaitable[Any]], ...]:
+            return tuple(getattr(bound.instance, name) for bound in self.plugins if name in bound.phases)
+
+        self.on_request = phase("on_request")
+        self.on_upstream_request = phase("on_upstream_request")
+        self.around_upstream = phase("around_upstream")
+        self.on_response = phase("on_response")
+        self.on_log = phase("on_log")
+
+    def describe(self) -> dict[str, Any]:
+        """The route as ``/routes`` shows it."""
+        backend = self.spec.backend
+        return {
+            "id": self.info.id,
+            "ingress": self.info.ingress_ref,
+            "kind": self.spec.kind.value,
+            "host": self.info.host,
+            "path": self.info.path,
+            "path_type": self.info.path_type,
+            "backend": {
+                "service": backend.label,
+                "endpoints": [endpoint.address for endpoint in backend.endpoints],
+                "problem": backend.problem,
+            },
+            "plugins": [
+                {"name": bound.spec.name, "priority": bound.spec.priority, "phases": list(bound.phases)}
+                for bound in self.plugins
+            ],
+            "unavailable": self.unavailable,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedIngress:
+    """An Ingress whose new version is not served, and why."""
+
+    ingress: str
+    reasons: tuple[str, ...]
+    serving_last_good: bool
+    """True when the previous good version keeps serving; False when its routes answer 503."""
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A route that lost a host/path conflict to an older Ingress's route."""
+
+    route: str
+    winner: str
+
+
+@dataclass(slots=True)
+class RouteTable:
+    """One immutable generation of routes."""
+
+    index: HostIndex[Route] = field(default_factory=HostIndex)
+    routes: tuple[Route, ...] = ()
+    rejected: Mapping[str, RejectedIngress] = field(default_factory=dict)
+    conflicts: tuple[Conflict, ...] = ()
+    problems: tuple[Problem, ...] = ()
+    ignored: tuple[str, ...] = ()
+    """Ingresses of another class, as ``namespace/name (class)``."""
+    last_good: Mapping[str, Ingress] = field(default_factory=dict)
+    instances: Mapping[InstanceKey, BoundPlugin] = field(default_factory=dict)
+    generation: int = 0
+    built_at: float = field(default_factory=time.time)
+    build_seconds: float = 0.0
+
+    def match(self, host: str, path: str) -> Route | None:
+        """The route for a request host (lowercase, no port) and path."""
+        return self.index.match(host, path)
+
+    def describe(self) -> dict[str, Any]:
+        """The whole table as ``/routes`` shows it."""
+        return {
+            "generation": self.generation,
+            "built_at": self.built_at,
+            "build_seconds": round(self.build_seconds, 6),
+            "routes": [route.describe() for route in self.routes],
+            "rejected": [
+                {"ingress": item.ingress, "reasons": list(item.reasons), "serving_last_good": item.serving_last_good}
+                for item in self.rejected.values()
+            ],
+            "conflicts": [{"route": item.route, "winner": item.winner} for item in self.conflicts],
+            "problems": [{"source": item.source, "message": item.message} for item in self.problems],
+            "ignored": list(self.ignored),
+        }
+
+
+class TableHolder:
+    """Publishes the current table; readers take ``current`` once per request."""
+
+    __slots__ = ("current", "loaded")
+
+    def __init__(self) -> None:
+        self.current = RouteTable()
+        self.loaded = False
+        """True once the first table built from a provider's snapshot is in place."""
+
+    def publish(self, table: RouteTable) -> RouteTable:
+        """Swap in ``table`` (one assignment: atomic for every reader); return the old one."""
+        previous, self.current = self.current, table
+        self.loaded = True
+        return previous

@@ -1,0 +1,92 @@
+"""Builders for the Kubernetes objects tests need: Services, EndpointSlices, Ingresses.
+
+They return plain dicts in manifest form, ready to dump into a manifests directory or to
+post to an API server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def service(name: str, *, port: int = 80, port_name: str | None = "http", namespace: str | None = None,
+            external_name: str | None = None) -> dict[str, Any]:
+    """A ClusterIP Service with one port (or an ExternalName Service)."""
+    spec: dict[str, Any] = {"ports": [{"port": port, **({"name": port_name} if port_name else {})}]}
+    if external_name is not None:
+        spec.update(type="ExternalName", externalName=external_name)
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, namespace), "spec": spec}
+
+
+def endpoint_slice(service_name: str, addresses: Iterable[str | tuple[str, bool]], *, port: int,
+                   port_name: str | None = "http", namespace: str | None = None,
+                   name: str | None = None) -> dict[str, Any]:
+    """An EndpointSlice for ``service_name``; an address given as ``(ip, False)`` is not ready."""
+    endpoints = []
+    for item in addresses:
+        address, ready = item if isinstance(item, tuple) else (item, True)
+        endpoints.append({"addresses": [address], "conditions": {"ready": ready}})
+    meta = _meta(name or f"{service_name}-slice", namespace)
+    meta["labels"] = {"kubernetes.io/service-name": service_name}
+    return {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": meta, "addressType": "IPv4",
+        "ports": [{"port": port, **({"name": port_name} if port_name else {})}], "endpoints": endpoints,
+    }
+
+
+def backend(service_name: str, port: int | str = "http") -> dict[str, Any]:
+    """An Ingress backend naming a Service port by number or name."""
+    port_ref = {"number": port} if isinstance(port, int) else {"name": port}
+    return {"service": {"name": service_name, "port": port_ref}}
+
+
+def path(path: str, service_name: str, *, path_type: str = "Prefix", port: int | str = "http") -> dict[str, Any]:
+    """One entry of ``spec.rules[].http.paths``."""
+    return {"path": path, "pathType": path_type, "backend": backend(service_name, port)}
+
+
+def ingress(name: str, *, rules: Sequence[tuple[str | None, Sequence[dict[str, Any]]]] = (),
+            default_backend: str | None = None, annotations: Mapping[str, str] | None = None,
+            ingress_class: str | None = None, namespace: str | None = None,
+            created: str | None = None) -> dict[str, Any]:
+    """An Ingress from ``(host or None, [path(...), ...])`` rules."""
+    spec: dict[str, Any] = {}
+    if rules:
+        spec["rules"] = [
+            {**({"host": host} if host else {}), "http": {"paths": list(paths)}} for host, paths in rules
+        ]
+    if default_backend is not None:
+        spec["defaultBackend"] = backend(default_backend)
+    if ingress_class is not None:
+        spec["ingressClassName"] = ingress_class
+    meta = _meta(name, namespace)
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    if created is not None:
+        meta["creationTimestamp"] = created
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": spec}
+
+
+def routed_service(name: str, upstream_port: int, *, address: str = "127.0.0.1",
+                   namespace: str | None = None) -> list[dict[str, Any]]:
+    """A Service plus an EndpointSlice sending it to ``address:upstream_port``."""
+    return [service(name, namespace=namespace),
+            endpoint_slice(name, [address], port=upstream_port, namespace=namespace)]
+
+
+def write_manifests(directory: Path, objects: Iterable[dict[str, Any]], *, filename: str = "manifests.yaml") -> Path:
+    """Write ``objects`` as one multi-document YAML file in ``directory``; its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / filename
+    tmp = directory / f".{filename}.tmp"
+    tmp.write_text(yaml.safe_dump_all(list(objects), sort_keys=False))
+    tmp.replace(target)  # atomic, so a watcher never reads half a file
+    return target
+
+
+def _meta(name: str, namespace: str | None) -> dict[str, Any]:
+    return {"name": name, **({"namespace": namespace} if namespace else {})}
