@@ -29,7 +29,7 @@ import textwrap
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -148,7 +148,7 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback only
+            with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -173,12 +173,13 @@ def process(args: list[str], log: Path, env: dict[str, str] | None = None) -> It
                 proc.wait()
 
 
-def nginx(conf: str, workdir: Path, name: str) -> Iterator[subprocess.Popen[bytes]]:
+def nginx(conf: str, workdir: Path, name: str) -> AbstractContextManager[subprocess.Popen[bytes]]:
     path = workdir / f"{name}.conf"
     path.write_text(conf)
     binary = _which("nginx") or "nginx"
-    return process([binary, "-c", str(path), "-p", str(workdir), "-e", str(workdir / f"{name}-error.log")],
-                   workdir / f"{name}.out")
+    return process(
+        [binary, "-c", str(path), "-p", str(workdir), "-e", str(workdir / f"{name}-error.log")], workdir / f"{name}.out"
+    )
 
 
 def run_wrk(url: str, *, connections: int, threads: int, duration: float, host: str | None = None) -> Result:
@@ -209,8 +210,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
     parser.add_argument("--workers", type=int, default=2, help="gateway and nginx-proxy workers (default 2)")
     parser.add_argument("--plugins", default="", help="annotation meta-native.io/plugins for the route")
-    parser.add_argument("--plugin-config", action="append", default=[], metavar="NAME=YAML",
-                        help="meta-native.io/plugin.NAME annotation (repeatable)")
+    parser.add_argument(
+        "--plugin-config",
+        action="append",
+        default=[],
+        metavar="NAME=YAML",
+        help="meta-native.io/plugin.NAME annotation (repeatable)",
+    )
     parser.add_argument("--gateway-config", help="extra YAML config file for the gateway")
     parser.add_argument("--json", dest="json_out", help="also write results as JSON to this file")
     args = parser.parse_args()
@@ -220,9 +226,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp, ExitStack() as stack:
         work = Path(tmp)
         upstream, proxy, gateway, admin = free_port(), free_port(), free_port(), free_port()
-        stack.enter_context(nginx(UPSTREAM_CONF.format(workers=1, dir=work, port=upstream, body=BODY), work, "upstream"))
-        stack.enter_context(nginx(PROXY_CONF.format(workers=args.workers, dir=work, port=proxy, upstream=upstream),
-                                  work, "proxy"))
+        stack.enter_context(
+            nginx(UPSTREAM_CONF.format(workers=1, dir=work, port=upstream, body=BODY), work, "upstream")
+        )
+        stack.enter_context(
+            nginx(PROXY_CONF.format(workers=args.workers, dir=work, port=proxy, upstream=upstream), work, "proxy")
+        )
         manifests = work / "manifests"
         manifests.mkdir()
         annotations = {}
@@ -233,23 +242,46 @@ def main() -> int:
             annotations[f"meta-native.io/plugin.{name}"] = value
         (manifests / "bench.yaml").write_text(MANIFESTS.format(upstream=upstream, annotations=json.dumps(annotations)))
         config = work / "gateway.yaml"
-        config.write_text(textwrap.dedent("""
+        config.write_text(
+            textwrap.dedent("""
             log: {level: warning}
             gateway: {max_idle_conns: 320}
-        """))
-        command = [gateway_bin, "run", "--manifests", str(manifests), "--port", str(gateway), "--host", "127.0.0.1",
-                   "--admin-port", str(admin), "--workers", str(args.workers), "--config", args.gateway_config or str(config)]
+        """)
+        )
+        command = [
+            gateway_bin,
+            "run",
+            "--manifests",
+            str(manifests),
+            "--port",
+            str(gateway),
+            "--host",
+            "127.0.0.1",
+            "--admin-port",
+            str(admin),
+            "--workers",
+            str(args.workers),
+            "--config",
+            args.gateway_config or str(config),
+        ]
         stack.enter_context(process(command, work / "gateway.log"))
         try:
-            for url in (f"http://127.0.0.1:{upstream}/", f"http://127.0.0.1:{proxy}/",
-                        f"http://127.0.0.1:{admin}/ready", f"http://127.0.0.1:{gateway}/"):
+            for url in (
+                f"http://127.0.0.1:{upstream}/",
+                f"http://127.0.0.1:{proxy}/",
+                f"http://127.0.0.1:{admin}/ready",
+                f"http://127.0.0.1:{gateway}/",
+            ):
                 wait_http(url)
         except RuntimeError:
             for log in sorted(work.glob("*.log")) + sorted(work.glob("*.out")):
                 print(f"--- {log.name}\n{log.read_text()[-3000:]}", file=sys.stderr)
             raise
-        targets = {"direct": f"http://127.0.0.1:{upstream}/", "nginx": f"http://127.0.0.1:{proxy}/",
-                   "gateway": f"http://127.0.0.1:{gateway}/"}
+        targets = {
+            "direct": f"http://127.0.0.1:{upstream}/",
+            "nginx": f"http://127.0.0.1:{proxy}/",
+            "gateway": f"http://127.0.0.1:{gateway}/",
+        }
         results: list[Result] = []
         for connections in args.connections:
             for name, url in targets.items():
@@ -270,19 +302,25 @@ def main() -> int:
 
 def print_table(results: list[Result], args: argparse.Namespace) -> None:
     plugins = args.plugins or "none"
-    print(f"\nproxy benchmark: {args.workers} workers (gateway and nginx), wrk -t{args.threads}, "
-          f"{args.duration:g}s per run, plugins: {plugins}, {os.cpu_count()} CPUs")
+    print(
+        f"\nproxy benchmark: {args.workers} workers (gateway and nginx), wrk -t{args.threads}, "
+        f"{args.duration:g}s per run, plugins: {plugins}, {os.cpu_count()} CPUs"
+    )
     print(f"{'conns':>5} {'target':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for result in results:
-        print(f"{result.connections:>5} {result.target:<8} {result.requests_per_second:>10.0f} "
-              f"{result.p50_ms:>8.2f} {result.p99_ms:>8.2f} {result.errors:>7}")
+        print(
+            f"{result.connections:>5} {result.target:<8} {result.requests_per_second:>10.0f} "
+            f"{result.p50_ms:>8.2f} {result.p99_ms:>8.2f} {result.errors:>7}"
+        )
     print()
     for connections in sorted({r.connections for r in results}):
         by = {r.target: r for r in results if r.connections == connections}
         gw, ng, direct = by["gateway"], by["nginx"], by["direct"]
-        print(f"c={connections}: gateway/nginx req/s {gw.requests_per_second / ng.requests_per_second:.2f}x, "
-              f"p99 {gw.p99_ms / ng.p99_ms:.2f}x; gateway/direct req/s "
-              f"{gw.requests_per_second / direct.requests_per_second:.2f}x")
+        print(
+            f"c={connections}: gateway/nginx req/s {gw.requests_per_second / ng.requests_per_second:.2f}x, "
+            f"p99 {gw.p99_ms / ng.p99_ms:.2f}x; gateway/direct req/s "
+            f"{gw.requests_per_second / direct.requests_per_second:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ newest snapshot waits, and the swap is one assignment.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 from collections.abc import Iterable, Sequence
@@ -71,8 +72,11 @@ def make_transport(settings: GatewaySettings) -> Transport:
     if upstream.transport == "httpx":
         from gateway_core.transport.httpx_transport import HttpxTransport
 
-        return HttpxTransport(max_idle=upstream.max_idle_conns, idle_timeout=upstream.idle_conn_timeout,
-                              keep_alive=upstream.enable_keep_alive)
+        return HttpxTransport(
+            max_idle=upstream.max_idle_conns,
+            idle_timeout=upstream.idle_conn_timeout,
+            keep_alive=upstream.enable_keep_alive,
+        )
     return ConnectionPool(
         max_idle=upstream.max_idle_conns if upstream.enable_keep_alive else 0,
         idle_timeout=upstream.idle_conn_timeout,
@@ -80,7 +84,9 @@ def make_transport(settings: GatewaySettings) -> Transport:
     )
 
 
-def build_options(settings: GatewaySettings, specs: dict[str, PluginSpec[Any]], pm: pluggy.PluginManager) -> BuildOptions:
+def build_options(
+    settings: GatewaySettings, specs: dict[str, PluginSpec[Any]], pm: pluggy.PluginManager
+) -> BuildOptions:
     """Table-build options from settings, installed plugins and the validate hook."""
     upstream = settings.gateway
 
@@ -167,10 +173,8 @@ class Gateway:
         self.started = False
         if self._source_task is not None:
             self._source_task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._source_task
-            except (asyncio.CancelledError, Exception):
-                pass
             self._source_task = None
         await self.transport.aclose()
         await await_all(self.pm.hook.gateway_shutdown(settings=self.settings))
@@ -222,9 +226,11 @@ class Gateway:
         for ref, rejected in table.rejected.items():
             if old_rejected.get(ref) != rejected:
                 logger.warning(
-                    "Ingress %s rejected (%s): %s", ref,
+                    "Ingress %s rejected (%s): %s",
+                    ref,
                     "serving its last good version" if rejected.serving_last_good else "its routes answer 503",
-                    "; ".join(rejected.reasons), extra={"ingress": ref},
+                    "; ".join(rejected.reasons),
+                    extra={"ingress": ref},
                 )
         old_problems = set(previous.problems) if previous is not None else set()
         for problem in table.problems:
@@ -232,12 +238,17 @@ class Gateway:
                 logger.error("manifest problem: %s", problem)
         logger.info(
             "route table %d: %d routes (+%d -%d), %d rejected Ingresses, %d problems, built in %.1f ms",
-            table.generation, len(table.routes), len(added), len(removed), len(table.rejected),
-            len(table.problems), table.build_seconds * 1000,
+            table.generation,
+            len(table.routes),
+            len(added),
+            len(removed),
+            len(table.rejected),
+            len(table.problems),
+            table.build_seconds * 1000,
         )
-        rejected = [(ref, list(item.reasons)) for ref, item in table.rejected.items()]
+        rejections = [(ref, list(item.reasons)) for ref, item in table.rejected.items()]
         try:
-            await await_all(self.pm.hook.gateway_routes_loaded(added=added, removed=removed, rejected=rejected))
+            await await_all(self.pm.hook.gateway_routes_loaded(added=added, removed=removed, rejected=rejections))
         except Exception:
             logger.exception("a gateway_routes_loaded hook failed")
 
@@ -280,5 +291,7 @@ def create_app(
     )
     source = route_source or pm.hook.gateway_route_source(settings=settings)
     if source is None:
-        raise ConfigError("no route source: give a manifests directory (--manifests DIR) or install a route-source plugin")
+        raise ConfigError(
+            "no route source: give a manifests directory (--manifests DIR) or install a route-source plugin"
+        )
     return Gateway(settings, pm=pm, source=source, transport=transport or make_transport(settings), metrics=metrics)

@@ -13,13 +13,19 @@ from typing import Any
 
 import click
 
-from gateway_core.errors import ConfigError, GatewayError
+from gateway_core.errors import GatewayError
 from gateway_core.plugin_manager import get_plugin_manager, installed_version
 from gateway_core.settings import GatewaySettings, load_settings, parse_addr
 
 
-def _settings(config: str | None, overrides: dict[str, Any], *, host: str | None = None,
-              port: int | None = None, admin_port: int | None = None) -> GatewaySettings:
+def _settings(
+    config: str | None,
+    overrides: dict[str, Any],
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    admin_port: int | None = None,
+) -> GatewaySettings:
     """Settings with flags applied; ``--host``/``--port`` change only their half of an address."""
     settings = load_settings(config, overrides)
     if host is not None or port is not None:
@@ -54,8 +60,16 @@ def main() -> None:
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="YAML config file.")
 @click.option("--ingress-class", help="IngressClass name to serve (default meta-native).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Log level.")
-def run(manifests: str | None, port: int | None, admin_port: int | None, host: str | None, workers: int | None,
-        config: str | None, ingress_class: str | None, log_level: str | None) -> None:
+def run(
+    manifests: str | None,
+    port: int | None,
+    admin_port: int | None,
+    host: str | None,
+    workers: int | None,
+    config: str | None,
+    ingress_class: str | None,
+    log_level: str | None,
+) -> None:
     """Serve traffic until SIGTERM or SIGINT, then shut down gracefully."""
     from gateway_core import server
     from gateway_core.app import create_app
@@ -82,6 +96,80 @@ def run(manifests: str | None, port: int | None, admin_port: int | None, host: s
 
 
 @main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="YAML config file (plugins, class).")
+@click.option("--ingress-class", help="IngressClass name to serve (default meta-native).")
+@click.option("--strict", is_flag=True, help="Treat warnings (missing Services, conflicts) as errors.")
+def check(directory: str, config: str | None, ingress_class: str | None, strict: bool) -> None:
+    """Validate a manifests directory and its annotations offline; exit 1 on any error."""
+    from gateway_core.app import build_options
+    from gateway_core.plugin_manager import collect_plugin_specs
+    from gateway_core.providers.file import ManifestDirectory
+    from gateway_core.routing.build import build_table
+
+    overrides: dict[str, Any] = {"gateway": {"ingress_class": ingress_class}} if ingress_class else {}
+    try:
+        settings = load_settings(config, overrides)
+        pm = get_plugin_manager(blocked=settings.plugins.disabled)
+        specs = collect_plugin_specs(pm, disabled=settings.plugins.disabled)
+        snapshot = ManifestDirectory(directory, default_namespace=settings.kubernetes.namespace).load()
+        table = build_table(snapshot, build_options(settings, specs, pm))
+    except GatewayError as exc:
+        _fail(str(exc))
+    errors: list[str] = [str(problem) for problem in table.problems]
+    for rejected in table.rejected.values():
+        errors.extend(f"Ingress {rejected.ingress}: {reason}" for reason in rejected.reasons)
+    warnings: list[str] = []
+    for route in table.routes:
+        problem = route.spec.backend.problem
+        if problem and route.unavailable is None:
+            warnings.append(f"Ingress {route.info.ingress_ref} ({route.info.host}{route.info.path}): {problem}")
+    warnings.extend(
+        f"route {conflict.route} is shadowed by {conflict.winner} (older Ingress wins)" for conflict in table.conflicts
+    )
+    for line in errors:
+        click.echo(f"error: {line}")
+    for line in warnings:
+        click.echo(f"warning: {line}")
+    for line in table.ignored:
+        click.echo(f"ignored: Ingress {line}: another ingress class")
+    ingresses = len({route.info.ingress_ref for route in table.routes})
+    click.echo(f"{ingresses} Ingresses, {len(table.routes)} routes: {len(errors)} errors, {len(warnings)} warnings")
+    sys.exit(1 if errors or (strict and warnings) else 0)
+
+
+@main.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Proxy port.")
+@click.option("--admin-port", type=click.IntRange(1, 65535), default=9090, show_default=True, help="Admin port.")
+def demo(port: int, admin_port: int) -> None:
+    """Start demo upstreams and a gateway on the quickstart manifests; print curl commands."""
+    from gateway_core import demo as demo_module
+    from gateway_core.app import create_app
+    from gateway_core.logs import configure_logging
+    from gateway_core.server import GatewayServer, bind_socket, run_async
+
+    try:
+        settings = load_settings(
+            None,
+            {
+                "manifests": {"dir": str(demo_module.quickstart_dir())},
+                "server": {"addr": f"127.0.0.1:{port}"},
+                "metrics": {"addr": f"127.0.0.1:{admin_port}"},
+                "log": {"format": "text", "level": "warning"},
+            },
+        )
+        gateway = create_app(settings)
+        proxy_sock = bind_socket(settings.server.addr)
+        admin_sock = bind_socket(settings.metrics.addr)
+    except (GatewayError, OSError) as exc:
+        _fail(str(getattr(exc, "strerror", None) or exc))
+    configure_logging(settings.log)
+    click.echo(demo_module.curl_examples(port, admin_port))
+    server = GatewayServer(gateway, proxy_sock, admin_sock, extra=demo_module.upstream_configs())
+    run_async(server.serve())
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins(as_json: bool) -> None:
     """List installed plugins."""
@@ -94,10 +182,15 @@ def plugins(as_json: bool) -> None:
         _fail(str(exc))
     rows = sorted(specs.values(), key=lambda spec: (-spec.priority, spec.name))
     if as_json:
-        click.echo(json.dumps([
-            {"name": s.name, "version": s.version, "priority": s.priority, "description": s.description}
-            for s in rows
-        ], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {"name": s.name, "version": s.version, "priority": s.priority, "description": s.description}
+                    for s in rows
+                ],
+                indent=2,
+            )
+        )
         return
     if not rows:
         click.echo("no plugins installed")

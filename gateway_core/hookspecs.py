@@ -1,3 +1,4 @@
+# mypy: disable-error-code="empty-body"
 """Every hookspec of the assembly plane, and nothing else.
 
 Hooks run at start-up and on configuration changes, never per request. Hooks marked

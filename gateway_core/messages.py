@@ -212,9 +212,7 @@ class LocalResponse:
     headers: RawHeaders = field(default_factory=list)
 
     @classmethod
-    def json(
-        cls, status: int, payload: Any, headers: Iterable[tuple[str, str]] = ()
-    ) -> LocalResponse:
+    def json(cls, status: int, payload: Any, headers: Iterable[tuple[str, str]] = ()) -> LocalResponse:
         """A JSON response; ``headers`` are extra (name, value) text pairs."""
         body = json.dumps(payload, separators=(",", ":")).encode()
         raw = [(b"content-type", b"application/json")]

@@ -174,14 +174,19 @@ class ProxyApp:
             return
         await self._forward(route, head, scope, receive, send)
 
-    async def _forward(
-        self, route: Route, head: RequestHead, scope: Scope, receive: Receive, send: Send
-    ) -> None:
+    async def _forward(self, route: Route, head: RequestHead, scope: Scope, receive: Receive, send: Send) -> None:
         body = ClientBody(receive, head.content_length, self._read_timeout) if head.has_body else None
         request = UpstreamRequest(scope["method"], head.target, Headers(head.headers), body)
         ctx = RequestContext(
-            scope=scope, method=scope["method"], host=head.host, path=head.path, scheme=scope.get("scheme", "http"),
-            client_ip=head.client_ip, peer_ip=head.peer_ip, route=route.info, request=request,
+            scope=scope,
+            method=scope["method"],
+            host=head.host,
+            path=head.path,
+            scheme=scope.get("scheme", "http"),
+            client_ip=head.client_ip,
+            peer_ip=head.peer_ip,
+            route=route.info,
+            request=request,
         )
         pipeline = self._pipeline
         status = 500
@@ -214,8 +219,12 @@ class ProxyApp:
             self._record(route, status, latency)
             if route.on_log:
                 outcome = Outcome(
-                    status=status, bytes_received=body.received if body is not None else 0, bytes_sent=sent,
-                    duration=time.perf_counter() - ctx.started, upstream_latency=latency, endpoint=ctx.endpoint,
+                    status=status,
+                    bytes_received=body.received if body is not None else 0,
+                    bytes_sent=sent,
+                    duration=time.perf_counter() - ctx.started,
+                    upstream_latency=latency,
+                    endpoint=ctx.endpoint,
                     error=error,
                 )
                 await pipeline.on_log(route, ctx, outcome)
@@ -223,15 +232,23 @@ class ProxyApp:
     def _error_response(self, route: Route, ctx: RequestContext, exc: GatewayError) -> LocalResponse:
         if isinstance(exc, UpstreamError):
             logger.warning(
-                "upstream error on route %s (%s): %s", route.info.id, ctx.endpoint or route.service_label, exc,
+                "upstream error on route %s (%s): %s",
+                route.info.id,
+                ctx.endpoint or route.service_label,
+                exc,
                 extra={"route": route.info.id, "error": exc.code},
             )
         return LocalResponse.error(exc.status, exc.code, _public_message(exc))
 
     async def _relay(self, response: UpstreamResponse, receive: Receive, send: Send, body: ClientBody | None) -> int:
         """Send the response head, then its body as it arrives; bytes of body sent."""
-        await send({"type": "http.response.start", "status": response.status,
-                    "headers": response_headers(response.headers.raw, self._date)})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": response_headers(response.headers.raw, self._date),
+            }
+        )
         stream = response.body
         data, done = stream.take()
         if done:
@@ -249,7 +266,9 @@ class ProxyApp:
                 await self._send_chunk(send, chunk)
                 sent += len(chunk)
         except UpstreamError as exc:
-            logger.warning("upstream failed mid-response (%s): %s; closing the client connection", response.endpoint, exc)
+            logger.warning(
+                "upstream failed mid-response (%s): %s; closing the client connection", response.endpoint, exc
+            )
             raise ResponseAborted(str(exc)) from None
         finally:
             stream.close()
@@ -301,4 +320,6 @@ def _public_message(exc: GatewayError) -> str:
         "upstream_protocol_error": "the upstream sent an invalid response",
         "upstream_timeout": "the upstream did not answer in time",
     }
-    return messages.get(exc.code, str(exc) if isinstance(exc, RequestError) else "the gateway could not complete the request")
+    return messages.get(
+        exc.code, str(exc) if isinstance(exc, RequestError) else "the gateway could not complete the request"
+    )

@@ -21,17 +21,18 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
 from gateway_core.app import Gateway, create_app
 from gateway_core.logs import LogRotator, configure_logging
 from gateway_core.proxy import ResponseAborted
-from gateway_core.server_protocol import CoalescingHttpToolsProtocol
+from gateway_core.server_protocol import protocol_factory
 from gateway_core.settings import GatewaySettings, parse_addr
 
 logger = logging.getLogger("gateway_core.server")
+
 
 def bind_socket(addr: str, *, backlog: int = 2048, reuse_port: bool = False) -> socket.socket:
     """A listening TCP socket for ``host:port``, inheritable by worker processes."""
@@ -66,10 +67,13 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _uvicorn_config(app: Any, settings: GatewaySettings, *, lifespan: str, proxy: bool) -> uvicorn.Config:
+def _uvicorn_config(
+    app: Any, settings: GatewaySettings, *, lifespan: Literal["on", "off"], proxy: bool
+) -> uvicorn.Config:
+    http: Any = protocol_factory(head_timeout=settings.server.read_timeout) if proxy else "httptools"
     return uvicorn.Config(
         app,
-        http=CoalescingHttpToolsProtocol if proxy else "httptools",
+        http=http,
         ws="none",
         lifespan=lifespan,
         access_log=False,
@@ -100,8 +104,14 @@ def run_async(main: Coroutine[Any, Any, None]) -> None:
 class GatewayServer:
     """One gateway's listeners: the proxy (whose lifespan runs the gateway) and the admin API."""
 
-    def __init__(self, gateway: Gateway, proxy_sock: socket.socket, admin_sock: socket.socket,
-                 *, extra: list[uvicorn.Server] | None = None) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        proxy_sock: socket.socket,
+        admin_sock: socket.socket,
+        *,
+        extra: list[uvicorn.Config] | None = None,
+    ) -> None:
         settings = gateway.settings
         logging.getLogger("uvicorn.error").addFilter(_AbortFilter())
         self.gateway = gateway
@@ -109,7 +119,7 @@ class GatewayServer:
         self.servers = [
             _Server(_uvicorn_config(gateway.proxy, settings, lifespan="on", proxy=True)),
             _Server(_uvicorn_config(gateway.admin, settings, lifespan="off", proxy=False)),
-            *(extra or []),
+            *(_Server(config) for config in extra or ()),
         ]
 
     def stop(self) -> None:
@@ -152,8 +162,12 @@ def run(settings: GatewaySettings) -> int:
         rotator.start()
     proxy_socks = bind_proxy_sockets(settings.server.addr, settings.server.workers)
     admin_sock = bind_socket(settings.metrics.addr)
-    logger.info("proxy listening on %s, admin on %s, %d worker(s)", settings.server.addr,
-                settings.metrics.addr, settings.server.workers)
+    logger.info(
+        "proxy listening on %s, admin on %s, %d worker(s)",
+        settings.server.addr,
+        settings.metrics.addr,
+        settings.server.workers,
+    )
     try:
         if settings.server.workers == 1:
             run_async(GatewayServer(create_app(settings), proxy_socks[0], admin_sock).serve())

@@ -44,8 +44,12 @@ class ServerSettings(_Section):
     """The proxy listener and how it treats clients."""
 
     addr: str = Field(":8080", description="Proxy listener address, host:port (':8080' = all interfaces).")
-    read_timeout: float = Field(30, gt=0, description="Seconds a client may pause while sending its request body (408 after).")
-    write_timeout: float = Field(30, gt=0, description="Seconds a write to a client may stay blocked before the connection is dropped.")
+    read_timeout: float = Field(
+        30, gt=0, description="Seconds a client may pause while sending its request body (408 after)."
+    )
+    write_timeout: float = Field(
+        30, gt=0, description="Seconds a write to a client may stay blocked before the connection is dropped."
+    )
     idle_timeout: float = Field(60, gt=0, description="Seconds an idle keep-alive client connection is kept open.")
     workers: int = Field(1, ge=1, le=256, description="Worker processes sharing the listeners.")
     graceful_timeout: float = Field(30, ge=0, description="Seconds in-flight requests get to finish on shutdown.")
@@ -75,16 +79,24 @@ class KubernetesSettings(_Section):
 class UpstreamSettings(_Section):
     """How the gateway reaches upstreams (the ``gateway`` section)."""
 
-    proxy_timeout: float = Field(30, gt=0, description="Upstream read timeout: seconds to the first response byte and between reads.")
+    proxy_timeout: float = Field(
+        30, gt=0, description="Upstream read timeout: seconds to the first response byte and between reads."
+    )
     connect_timeout: float = Field(5, gt=0, description="Seconds to open a connection to an upstream.")
-    send_timeout: float = Field(60, gt=0, description="Seconds a write of the request body to an upstream may stay blocked.")
+    send_timeout: float = Field(
+        60, gt=0, description="Seconds a write of the request body to an upstream may stay blocked."
+    )
     enable_keep_alive: bool = Field(True, description="Reuse upstream connections.")
     max_idle_conns: int = Field(100, ge=0, description="Idle upstream connections kept per worker, over all endpoints.")
     idle_conn_timeout: float = Field(90, gt=0, description="Seconds an idle upstream connection is kept.")
-    transport: Literal["pool", "httpx"] = Field("pool", description="Upstream client: 'pool' (fast HTTP/1.1) or 'httpx'.")
+    transport: Literal["pool", "httpx"] = Field(
+        "pool", description="Upstream client: 'pool' (fast HTTP/1.1) or 'httpx'."
+    )
     preserve_host: bool = Field(True, description="Forward the client's Host header (else the upstream address).")
     ingress_class: str = Field("meta-native", description="The IngressClass name this gateway serves.")
-    controller_name: str = Field("meta-native.io/gateway", description="IngressClass spec.controller this gateway answers to.")
+    controller_name: str = Field(
+        "meta-native.io/gateway", description="IngressClass spec.controller this gateway answers to."
+    )
     watch_ingress_without_class: bool = Field(True, description="Serve Ingresses that name no class.")
 
 

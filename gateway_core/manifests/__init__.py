@@ -14,7 +14,7 @@ from gateway_core.manifests.objects import (
     Service,
     parse_object,
 )
-from gateway_core.manifests.snapshot import Problem, Snapshot, build_snapshot
+from gateway_core.manifests.snapshot import Problem, Snapshot, build_snapshot, merge_objects, parse_objects
 from gateway_core.manifests.translate import (
     BackendTarget,
     ClassPolicy,
@@ -43,7 +43,9 @@ __all__ = [
     "Snapshot",
     "build_snapshot",
     "is_served",
+    "merge_objects",
     "parse_documents",
     "parse_object",
+    "parse_objects",
     "translate_ingress",
 ]

@@ -30,11 +30,9 @@ class _NoAliasLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None, None, "aliases are not allowed in annotations", event.start_mark
-            )
-        event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(None, None, "aliases are not allowed in annotations", event.start_mark)
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         if getattr(event, "anchor", None):
             raise yaml.composer.ComposerError(None, None, "anchors are not allowed in annotations", event.start_mark)
         return super().compose_node(parent, index)
@@ -56,7 +54,10 @@ class PluginAnnotations:
 
 def parse_plugin_config(text: str) -> Mapping[str, Any]:
     """Parse one plugin config annotation: a YAML or JSON mapping (empty means ``{}``)."""
-    value = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    try:
+        value = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:  # the composer recurses per nesting level: "[[[[...]]]]"
+        raise ValueError("nested too deeply") from None
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -64,7 +65,9 @@ def parse_plugin_config(text: str) -> Mapping[str, Any]:
     return value
 
 
-def parse_plugin_annotations(annotations: Mapping[str, str], *, known_keys: frozenset[str] = frozenset()) -> PluginAnnotations:
+def parse_plugin_annotations(
+    annotations: Mapping[str, str], *, known_keys: frozenset[str] = frozenset()
+) -> PluginAnnotations:
     """Read the plugin list and configs; report malformed or unknown ``meta-native.io/`` keys.
 
     ``known_keys`` are other ``meta-native.io/`` annotations some part of the gateway

@@ -14,7 +14,7 @@ import yaml
 from gateway_core.errors import ManifestError
 
 try:
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader
+    _Loader: Any = yaml.CSafeLoader
 except AttributeError:  # PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
@@ -32,6 +32,8 @@ def parse_documents(text: str, *, source: str, json_format: bool = False) -> lis
             raw_documents = list(yaml.load_all(text, Loader=_Loader))
     except json.JSONDecodeError as exc:
         raise ManifestError(f"{source}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    except RecursionError:  # json and the pure-Python YAML composer recurse per nesting level
+        raise ManifestError(f"{source}: invalid {'JSON' if json_format else 'YAML'}: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway_core.collector import collector_paused
 from gateway_core.errors import ManifestError
 from gateway_core.manifests.objects import KubeObject, parse_object
 
@@ -38,30 +39,58 @@ class Snapshot:
     problems: tuple[Problem, ...] = field(default=())
 
 
-def build_snapshot(documents: Iterable[tuple[str, dict[str, Any]]], *, default_namespace: str = "default",
-                   problems: Iterable[Problem] = ()) -> Snapshot:
-    """Typed objects from ``(source, document)`` pairs.
+def parse_objects(
+    source: str, documents: Iterable[dict[str, Any]], *, default_namespace: str = "default"
+) -> tuple[list[KubeObject], list[Problem]]:
+    """Typed objects from one source's documents; invalid ones become problems.
 
-    Kinds the gateway does not use are skipped with a debug log. An invalid object becomes
-    a problem; the first of two objects with the same kind, namespace and name wins, and
-    the second is reported.
+    Kinds the gateway does not use are skipped with a debug log.
     """
+    objects: list[KubeObject] = []
+    problems: list[Problem] = []
+    with collector_paused():
+        for document in documents:
+            try:
+                obj = parse_object(document, default_namespace=default_namespace)
+            except ManifestError as exc:
+                problems.append(Problem(source, str(exc)))
+                continue
+            if obj is None:
+                logger.debug("%s: ignoring %s %s", source, document.get("apiVersion"), document.get("kind"))
+                continue
+            objects.append(obj)
+    return objects, problems
+
+
+def merge_objects(parts: Iterable[tuple[str, Iterable[KubeObject]]], *, problems: Iterable[Problem] = ()) -> Snapshot:
+    """One snapshot from per-source objects; of two objects with the same kind, namespace and
+    name, the first wins and the second is reported."""
     found: list[Problem] = list(problems)
     seen: dict[tuple[str, str, str], str] = {}
     objects: list[KubeObject] = []
-    for source, document in documents:
-        try:
-            obj = parse_object(document, default_namespace=default_namespace)
-        except ManifestError as exc:
-            found.append(Problem(source, str(exc)))
-            continue
-        if obj is None:
-            logger.debug("%s: ignoring %s %s", source, document.get("apiVersion"), document.get("kind"))
-            continue
-        key = (obj.kind, obj.namespace, obj.name)
-        if key in seen:
-            found.append(Problem(source, f"{obj.ref} is also defined in {seen[key]}; using that one"))
-            continue
-        seen[key] = source
-        objects.append(obj)
+    for source, items in parts:
+        for obj in items:
+            key = (obj.kind, obj.namespace, obj.name)
+            if key in seen:
+                found.append(Problem(source, f"{obj.ref} is also defined in {seen[key]}; using that one"))
+                continue
+            seen[key] = source
+            objects.append(obj)
     return Snapshot(objects=tuple(objects), problems=tuple(found))
+
+
+def build_snapshot(
+    documents: Iterable[tuple[str, dict[str, Any]]],
+    *,
+    default_namespace: str = "default",
+    problems: Iterable[Problem] = (),
+) -> Snapshot:
+    """A snapshot from ``(source, document)`` pairs (parse, then merge)."""
+    found: list[Problem] = list(problems)
+    parts: list[tuple[str, list[KubeObject]]] = []
+    with collector_paused():
+        for source, document in documents:
+            objects, parse_problems = parse_objects(source, [document], default_namespace=default_namespace)
+            parts.append((source, objects))
+            found.extend(parse_problems)
+        return merge_objects(parts, problems=found)

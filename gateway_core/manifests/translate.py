@@ -7,8 +7,9 @@ installed plugins.
 
 A problem that makes an Ingress unsafe to serve (an invalid host, a resource backend, a
 malformed annotation) is reported in ``IngressTranslation.problems`` and the Ingress is
-rejected. A backend that merely has nowhere to go (missing Service, no ready endpoint) is
-not a rejection: its route exists and answers 503 with the reason.
+rejected; its routes are still declared (a backend it cannot use gets no endpoints), so they
+answer 503 while it is rejected. A backend that merely has nowhere to go (missing Service,
+no ready endpoint) is not a rejection: its route exists and answers 503 with the reason.
 
 Pure: no I/O.
 """
@@ -19,6 +20,7 @@ import enum
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC
 
 from gateway_core.manifests.annotations import LEGACY_CLASS, PluginAnnotations, parse_plugin_annotations
 from gateway_core.manifests.objects import (
@@ -142,8 +144,7 @@ def is_served(ingress: Ingress, index: ObjectIndex, policy: ClassPolicy) -> bool
         if policy.watch_without_class:
             return True
         return any(
-            ic.spec.controller == policy.controller
-            and ic.metadata.annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"
+            ic.spec.controller == policy.controller and ic.metadata.annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"
             for ic in index.classes.values()
         )
     if name == policy.ingress_class:
@@ -152,20 +153,24 @@ def is_served(ingress: Ingress, index: ObjectIndex, policy: ClassPolicy) -> bool
     return ingress_class is not None and ingress_class.spec.controller == policy.controller
 
 
-def translate_ingress(ingress: Ingress, index: ObjectIndex, *, known_annotations: frozenset[str] = frozenset()) -> IngressTranslation:
+def translate_ingress(
+    ingress: Ingress, index: ObjectIndex, *, known_annotations: frozenset[str] = frozenset()
+) -> IngressTranslation:
     """Translate one Ingress. Never raises for bad content: problems are returned."""
     namespace, name = ingress.namespace, ingress.name
     plugins = parse_plugin_annotations(ingress.metadata.annotations, known_keys=known_annotations)
     problems = list(plugins.problems)
-    stamp = ingress.metadata.creation_timestamp
-    age = (0, stamp.isoformat(), namespace, name) if stamp else (1, "", namespace, name)
+    age = _age(ingress)
     routes: list[RouteSpec] = []
     hosts: list[str] = []
 
     def add(kind: RouteKind, host: str, path: str, declared: str, backend: IngressBackend, where: str) -> None:
         target = _resolve_backend(backend, namespace, index, where, problems)
         if target is None:
-            return
+            # The Ingress is rejected (the problem is recorded), but the route is still
+            # declared: while rejected, it answers 503 rather than falling through to others.
+            service = backend.service.name if backend.service is not None else ""
+            target = BackendTarget(namespace, service, "", (), problems[-1])
         match = "Exact" if declared == "Exact" else "Prefix"
         if kind is RouteKind.RULE:
             route_id = f"{namespace}/{name}:{host or '*'}:{declared}:{path}"
@@ -174,19 +179,28 @@ def translate_ingress(ingress: Ingress, index: ObjectIndex, *, known_annotations
         else:
             route_id = f"{namespace}/{name}:default"
         info = RouteInfo(
-            id=route_id, namespace=namespace, ingress=name, host=host or "*",
-            path=path, path_type=declared, service=target.service,
+            id=route_id,
+            namespace=namespace,
+            ingress=name,
+            host=host or "*",
+            path=path,
+            path_type=declared,
+            service=target.service,
         )
         standalone = not ingress.spec.rules
         routes.append(
-            RouteSpec(info=info, kind=kind, host=host, path=path, match=match, backend=target, age=age, standalone=standalone)
+            RouteSpec(
+                info=info, kind=kind, host=host, path=path, match=match, backend=target, age=age, standalone=standalone
+            )
         )
 
     for rule_index, rule in enumerate(ingress.spec.rules):
         where = f"spec.rules[{rule_index}]"
         host = (rule.host or "").lower()
         if host and not _HOST.match(host):
-            problems.append(f"{where}.host: {rule.host!r} is not a valid host (a DNS name, optionally '*.' + a DNS name)")
+            problems.append(
+                f"{where}.host: {rule.host!r} is not a valid host (a DNS name, optionally '*.' + a DNS name)"
+            )
             continue
         if host not in hosts:
             hosts.append(host)
@@ -212,6 +226,20 @@ def translate_ingress(ingress: Ingress, index: ObjectIndex, *, known_annotations
         problems.append("spec: an Ingress needs rules or a defaultBackend")
 
     return IngressTranslation(ingress=ingress, routes=tuple(routes), plugins=plugins, problems=tuple(problems))
+
+
+def _age(ingress: Ingress) -> tuple[int, str, str, str]:
+    """The conflict sort key: oldest ``creationTimestamp`` first (compared in UTC), then namespace/name.
+
+    Timestamps are compared as UTC ISO strings, so ``10:00+02:00`` is older than ``09:00Z``;
+    a timestamp without a zone is taken as UTC, as the API server writes them.
+    """
+    namespace, name = ingress.namespace, ingress.name
+    stamp = ingress.metadata.creation_timestamp
+    if stamp is None:
+        return (1, "", namespace, name)
+    stamp = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+    return (0, stamp.isoformat(), namespace, name)
 
 
 def _resolve_backend(

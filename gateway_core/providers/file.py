@@ -14,14 +14,16 @@ import asyncio
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import watchfiles
 
+from gateway_core.collector import collector_paused
 from gateway_core.errors import ConfigError, ManifestError
 from gateway_core.manifests.documents import parse_documents
-from gateway_core.manifests.snapshot import Problem, Snapshot, build_snapshot
+from gateway_core.manifests.objects import KubeObject
+from gateway_core.manifests.snapshot import Problem, Snapshot, merge_objects, parse_objects
 from gateway_core.providers.base import Publish
 
 logger = logging.getLogger("gateway_core.providers.file")
@@ -29,16 +31,32 @@ logger = logging.getLogger("gateway_core.providers.file")
 SUFFIXES = (".yaml", ".yml", ".json")
 
 
+@dataclass(frozen=True, slots=True)
+class _ParsedFile:
+    """One file's objects and problems, and the (mtime, size) they were read at."""
+
+    source: str
+    version: tuple[int, int]
+    objects: list[KubeObject]
+    problems: list[Problem]
+
+
 class ManifestDirectory:
     """A route source reading a directory of manifests and watching it for changes."""
 
     def __init__(
-        self, path: str | Path, *, default_namespace: str = "default", debounce: float = 0.1, force_polling: bool = False
+        self,
+        path: str | Path,
+        *,
+        default_namespace: str = "default",
+        debounce: float = 0.1,
+        force_polling: bool = False,
     ) -> None:
         self.path = Path(path)
         self.default_namespace = default_namespace
         self.debounce = debounce
         self.force_polling = force_polling
+        self._cache: dict[Path, _ParsedFile] = {}
 
     def files(self) -> Iterator[Path]:
         """Manifest files below the directory, sorted, hidden entries skipped."""
@@ -49,24 +67,44 @@ class ManifestDirectory:
                     yield Path(root) / name
 
     def load(self) -> Snapshot:
-        """Read and parse every manifest file now."""
+        """Read every manifest file and return the snapshot.
+
+        Files whose size and modification time did not change since the last load are not
+        read or parsed again, so an edit to one file of a large directory costs that file.
+        """
         if not self.path.is_dir():
             raise ConfigError(f"manifests directory {self.path} does not exist or is not a directory")
-        documents: list[tuple[str, dict[str, Any]]] = []
+        parts: list[tuple[str, list[KubeObject]]] = []
         problems: list[Problem] = []
-        for file in self.files():
-            source = str(file.relative_to(self.path))
-            try:
-                text = file.read_text(encoding="utf-8")
-                documents.extend(
-                    (source, document)
-                    for document in parse_documents(text, source=source, json_format=file.suffix == ".json")
-                )
-            except ManifestError as exc:
-                problems.append(Problem("", str(exc)))
-            except (OSError, UnicodeDecodeError) as exc:
-                problems.append(Problem(source, f"cannot read: {exc}"))
-        return build_snapshot(documents, default_namespace=self.default_namespace, problems=problems)
+        cache: dict[Path, _ParsedFile] = {}
+        with collector_paused():
+            for file in self.files():
+                parsed = self._parse(file)
+                cache[file] = parsed
+                parts.append((parsed.source, parsed.objects))
+                problems.extend(parsed.problems)
+        self._cache = cache
+        return merge_objects(parts, problems=problems)
+
+    def _parse(self, file: Path) -> _ParsedFile:
+        source = str(file.relative_to(self.path))
+        try:
+            stat = file.stat()
+        except OSError as exc:
+            return _ParsedFile(source, (0, -1), [], [Problem(source, f"cannot read: {exc.strerror}")])
+        version = (stat.st_mtime_ns, stat.st_size)
+        cached = self._cache.get(file)
+        if cached is not None and cached.version == version:
+            return cached
+        try:
+            text = file.read_text(encoding="utf-8")
+            documents = parse_documents(text, source=source, json_format=file.suffix == ".json")
+        except ManifestError as exc:
+            return _ParsedFile(source, version, [], [Problem("", str(exc))])
+        except (OSError, UnicodeDecodeError) as exc:
+            return _ParsedFile(source, version, [], [Problem(source, f"cannot read: {exc}")])
+        objects, problems = parse_objects(source, documents, default_namespace=self.default_namespace)
+        return _ParsedFile(source, version, objects, problems)
 
     async def run(self, publish: Publish) -> None:
         await publish(await asyncio.to_thread(self.load))

@@ -3,8 +3,8 @@
 Config precedence is :func:`plugin_config`, one function: the Ingress annotation, else the
 global default from settings, used whole (never deep-merged). Configs are validated with the
 plugin's model; plugin objects are made by the plugin's factory once per (route, plugin,
-version, config) and reused by the next table while that key is unchanged, so limiter and
-breaker state survive endpoint churn.
+version, config) and reused by the next table while that key (and any Secret the object
+read) is unchanged, so limiter and breaker state survive endpoint churn.
 """
 
 from __future__ import annotations
@@ -36,6 +36,40 @@ class BindingPolicy:
     defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
+SecretLookup = Callable[[str], Mapping[str, bytes] | None]
+
+
+class SecretsView:
+    """The ``Binding.secrets`` of one plugin object: looks up Secrets in the newest snapshot.
+
+    A reused plugin object keeps its :class:`Binding`, so the lookup it holds is re-pointed
+    at each new table's Secrets instead of the snapshot it was made from. It remembers what
+    it returned, so an object is made anew when a Secret it read has changed (credentials
+    loaded by the factory must not outlive their rotation).
+    """
+
+    __slots__ = ("lookup", "seen")
+
+    def __init__(self, lookup: SecretLookup) -> None:
+        self.lookup = lookup
+        self.seen: dict[str, Mapping[str, bytes] | None] = {}
+
+    def __call__(self, name: str) -> Mapping[str, bytes] | None:
+        value = self.lookup(name)
+        self.seen[name] = value
+        return value
+
+    def changed(self, lookup: SecretLookup) -> bool:
+        """Whether any Secret read so far reads differently through ``lookup``."""
+        for name, value in tuple(self.seen.items()):  # a copy: requests may read meanwhile
+            try:
+                if lookup(name) != value:
+                    return True
+            except Exception:  # e.g. invalid base64 now: let the factory meet it
+                return True
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class BoundPlugin:
     """A plugin object bound to one route, with what made it."""
@@ -44,6 +78,8 @@ class BoundPlugin:
     config: BaseModel
     instance: object
     phases: tuple[str, ...]
+    secrets: SecretsView | None = field(default=None, compare=False, repr=False)
+    """The Secret lookup handed to the factory (re-pointed at each new snapshot)."""
 
 
 def plugin_config(name: str, annotations: PluginAnnotations, policy: BindingPolicy) -> Mapping[str, Any]:
@@ -100,22 +136,36 @@ class PluginInstances:
         self,
         route: RouteInfo,
         plugins: Sequence[tuple[PluginSpec[Any], BaseModel]],
-        secrets: Callable[[str], Mapping[str, bytes] | None],
+        secrets: SecretLookup,
     ) -> tuple[list[BoundPlugin], list[str]]:
-        """The bound objects for one route, made or reused; problems if a factory fails."""
+        """The bound objects for one route, made or reused; problems if a factory fails.
+
+        An object is reused when its key is unchanged and no Secret it read has changed.
+        """
         bound: list[BoundPlugin] = []
         problems: list[str] = []
         for spec, config in plugins:
             key = (route.id, spec.name, spec.version, json.dumps(config.model_dump(mode="json"), sort_keys=True))
-            existing = self.current.get(key) or self._previous.get(key)
+            existing = self.current.get(key)
             if existing is None:
+                existing = self._previous.get(key)
+                view = existing.secrets if existing is not None else None
+                if view is not None:
+                    if view.changed(secrets):
+                        existing = None
+                    else:
+                        view.lookup = secrets
+            if existing is None:
+                view = SecretsView(secrets)
                 try:
-                    instance = spec.factory(config, Binding(plugin=spec.name, route=route, secrets=secrets))
+                    instance = spec.factory(config, Binding(plugin=spec.name, route=route, secrets=view))
                 except Exception as exc:  # a plugin bug must reject one Ingress, not the table
                     logger.exception("plugin %s failed to bind to route %s", spec.name, route.id)
                     problems.append(f"plugin {spec.name!r} failed to initialise: {exc}")
                     continue
-                existing = BoundPlugin(spec=spec, config=config, instance=instance, phases=implemented_phases(instance))
+                existing = BoundPlugin(
+                    spec=spec, config=config, instance=instance, phases=implemented_phases(instance), secrets=view
+                )
             self.current[key] = existing
             bound.append(existing)
         return bound, problems

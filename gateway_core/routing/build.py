@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway_core.collector import collector_paused
 from gateway_core.manifests.objects import Ingress
 from gateway_core.manifests.snapshot import Snapshot
 from gateway_core.manifests.translate import (
@@ -27,7 +28,7 @@ from gateway_core.manifests.translate import (
 from gateway_core.messages import Balancer, Endpoint, RouteInfo, Timeouts
 from gateway_core.plugin_api import PluginSpec
 from gateway_core.routing.binding import BindingPolicy, PluginInstances, resolve_plugins
-from gateway_core.routing.matching import HostIndex, prefix_key
+from gateway_core.routing.matching import HostIndex, exact_key, prefix_key
 from gateway_core.routing.table import Conflict, RejectedIngress, Route, RouteTable
 
 BalancerFactory = Callable[[tuple[Endpoint, ...]], Balancer]
@@ -77,7 +78,12 @@ class _Compiler:
             if options.validate is not None:
                 problems.extend(options.validate(spec.info, [item.spec.name for item in bound]))
             routes.append(
-                Route(spec, balancer=options.balancer_factory(spec.backend.endpoints), timeouts=options.timeouts, plugins=bound)
+                Route(
+                    spec,
+                    balancer=options.balancer_factory(spec.backend.endpoints),
+                    timeouts=options.timeouts,
+                    plugins=bound,
+                )
             )
         if problems:
             return [], problems, specs
@@ -86,6 +92,11 @@ class _Compiler:
 
 def build_table(snapshot: Snapshot, options: BuildOptions, previous: RouteTable | None = None) -> RouteTable:
     """A new table for ``snapshot``; ``previous`` supplies last good Ingresses and plugin objects."""
+    with collector_paused():
+        return _build_table(snapshot, options, previous)
+
+
+def _build_table(snapshot: Snapshot, options: BuildOptions, previous: RouteTable | None) -> RouteTable:
     started = time.perf_counter()
     index = ObjectIndex(snapshot.objects)
     instances = PluginInstances(previous.instances if previous is not None else None)
@@ -154,7 +165,7 @@ def _merge(routes: list[Route]) -> tuple[HostIndex[Route], list[Route], list[Con
                 bucket.fallback = route
         else:
             table = bucket.exact if spec.match == "Exact" else bucket.prefix
-            key = spec.path if spec.match == "Exact" else prefix_key(spec.path)
+            key = exact_key(spec.path) if spec.match == "Exact" else prefix_key(spec.path)
             winner = table.get(key)
             if winner is None:
                 table[key] = route

@@ -12,9 +12,22 @@ other hosts' rules, as in nginx server blocks and Envoy virtual hosts.
 from __future__ import annotations
 
 import posixpath
+import re
 from typing import Generic, TypeVar
 
 R = TypeVar("R")
+
+_SLASHES = re.compile(r"//+")
+
+
+def exact_key(path: str) -> str:
+    """The lookup key of an ``Exact`` path: runs of ``/`` merged into one.
+
+    Empty segments are ignored by ``Exact`` as by ``Prefix`` (:func:`prefix_key`), so
+    ``//admin`` cannot dodge an ``Exact /admin`` route (and its plugins) for a broader
+    ``Prefix`` one. A trailing slash still counts: ``/foo/`` is not ``/foo``.
+    """
+    return _SLASHES.sub("/", path) if "//" in path else path
 
 
 def prefix_key(path: str) -> str:
@@ -57,6 +70,8 @@ class PathIndex(Generic[R]):
         self.fallback: R | None = None
 
     def match(self, path: str) -> R | None:
+        if "//" in path:
+            path = _SLASHES.sub("/", path)
         route = self.exact.get(path)
         if route is not None:
             return route

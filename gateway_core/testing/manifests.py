@@ -13,8 +13,14 @@ from typing import Any
 import yaml
 
 
-def service(name: str, *, port: int = 80, port_name: str | None = "http", namespace: str | None = None,
-            external_name: str | None = None) -> dict[str, Any]:
+def service(
+    name: str,
+    *,
+    port: int = 80,
+    port_name: str | None = "http",
+    namespace: str | None = None,
+    external_name: str | None = None,
+) -> dict[str, Any]:
     """A ClusterIP Service with one port (or an ExternalName Service)."""
     spec: dict[str, Any] = {"ports": [{"port": port, **({"name": port_name} if port_name else {})}]}
     if external_name is not None:
@@ -22,9 +28,15 @@ def service(name: str, *, port: int = 80, port_name: str | None = "http", namesp
     return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, namespace), "spec": spec}
 
 
-def endpoint_slice(service_name: str, addresses: Iterable[str | tuple[str, bool]], *, port: int,
-                   port_name: str | None = "http", namespace: str | None = None,
-                   name: str | None = None) -> dict[str, Any]:
+def endpoint_slice(
+    service_name: str,
+    addresses: Iterable[str | tuple[str, bool]],
+    *,
+    port: int,
+    port_name: str | None = "http",
+    namespace: str | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
     """An EndpointSlice for ``service_name``; an address given as ``(ip, False)`` is not ready."""
     endpoints = []
     for item in addresses:
@@ -33,8 +45,12 @@ def endpoint_slice(service_name: str, addresses: Iterable[str | tuple[str, bool]
     meta = _meta(name or f"{service_name}-slice", namespace)
     meta["labels"] = {"kubernetes.io/service-name": service_name}
     return {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": meta, "addressType": "IPv4",
-        "ports": [{"port": port, **({"name": port_name} if port_name else {})}], "endpoints": endpoints,
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": meta,
+        "addressType": "IPv4",
+        "ports": [{"port": port, **({"name": port_name} if port_name else {})}],
+        "endpoints": endpoints,
     }
 
 
@@ -49,16 +65,20 @@ def path(path: str, service_name: str, *, path_type: str = "Prefix", port: int |
     return {"path": path, "pathType": path_type, "backend": backend(service_name, port)}
 
 
-def ingress(name: str, *, rules: Sequence[tuple[str | None, Sequence[dict[str, Any]]]] = (),
-            default_backend: str | None = None, annotations: Mapping[str, str] | None = None,
-            ingress_class: str | None = None, namespace: str | None = None,
-            created: str | None = None) -> dict[str, Any]:
+def ingress(
+    name: str,
+    *,
+    rules: Sequence[tuple[str | None, Sequence[dict[str, Any]]]] = (),
+    default_backend: str | None = None,
+    annotations: Mapping[str, str] | None = None,
+    ingress_class: str | None = None,
+    namespace: str | None = None,
+    created: str | None = None,
+) -> dict[str, Any]:
     """An Ingress from ``(host or None, [path(...), ...])`` rules."""
     spec: dict[str, Any] = {}
     if rules:
-        spec["rules"] = [
-            {**({"host": host} if host else {}), "http": {"paths": list(paths)}} for host, paths in rules
-        ]
+        spec["rules"] = [{**({"host": host} if host else {}), "http": {"paths": list(paths)}} for host, paths in rules]
     if default_backend is not None:
         spec["defaultBackend"] = backend(default_backend)
     if ingress_class is not None:
@@ -71,11 +91,14 @@ def ingress(name: str, *, rules: Sequence[tuple[str | None, Sequence[dict[str, A
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": spec}
 
 
-def routed_service(name: str, upstream_port: int, *, address: str = "127.0.0.1",
-                   namespace: str | None = None) -> list[dict[str, Any]]:
+def routed_service(
+    name: str, upstream_port: int, *, address: str = "127.0.0.1", namespace: str | None = None
+) -> list[dict[str, Any]]:
     """A Service plus an EndpointSlice sending it to ``address:upstream_port``."""
-    return [service(name, namespace=namespace),
-            endpoint_slice(name, [address], port=upstream_port, namespace=namespace)]
+    return [
+        service(name, namespace=namespace),
+        endpoint_slice(name, [address], port=upstream_port, namespace=namespace),
+    ]
 
 
 def write_manifests(directory: Path, objects: Iterable[dict[str, Any]], *, filename: str = "manifests.yaml") -> Path:

@@ -36,8 +36,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], bool], *, timeout: float = 10.0, interval: float = 0.02,
-               message: str = "condition") -> None:
+def wait_until(
+    predicate: Callable[[], bool], *, timeout: float = 10.0, interval: float = 0.02, message: str = "condition"
+) -> None:
     """Poll ``predicate`` until it is true; AssertionError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -70,8 +71,20 @@ class GatewayProcess:
         return f"http://127.0.0.1:{self.admin_port}"
 
     def command(self) -> list[str]:
-        args = [sys.executable, "-m", "gateway_core", "run", "--host", "127.0.0.1", "--port", str(self.port),
-                "--admin-port", str(self.admin_port), "--workers", str(self.workers)]
+        args = [
+            sys.executable,
+            "-m",
+            "gateway_core",
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--admin-port",
+            str(self.admin_port),
+            "--workers",
+            str(self.workers),
+        ]
         if self.manifests is not None:
             args += ["--manifests", str(self.manifests)]
         if self.config is not None:
@@ -131,17 +144,25 @@ class GatewayProcess:
 class InProcessGateway:
     """A gateway served from a background thread on real sockets (in-code plugins welcome)."""
 
-    def __init__(self, settings: GatewaySettings | None = None, *, manifests: Path | None = None,
-                 plugins: Iterable[object] = (), route_source: RouteSource | None = None,
-                 load_entry_points: bool = True, overrides: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings | None = None,
+        *,
+        manifests: Path | None = None,
+        plugins: Iterable[object] = (),
+        route_source: RouteSource | None = None,
+        load_entry_points: bool = True,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
         data: dict[str, Any] = {"log": {"level": "warning", "format": "text"}, **(overrides or {})}
         if manifests is not None:
             data.setdefault("manifests", {})["dir"] = str(manifests)
         self.settings = settings or load_settings(None, data)
         self.port = free_port()
         self.admin_port = free_port()
-        self.gateway = create_app(self.settings, plugins=plugins, route_source=route_source,
-                                  load_entry_points=load_entry_points)
+        self.gateway = create_app(
+            self.settings, plugins=plugins, route_source=route_source, load_entry_points=load_entry_points
+        )
         self._server: GatewayServer | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None

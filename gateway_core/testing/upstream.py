@@ -44,6 +44,7 @@ class RecordingUpstream:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # head and body are two writes: no 40 ms Nagle delay
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 pass
@@ -55,16 +56,23 @@ class RecordingUpstream:
                 else:
                     body = self.rfile.read(length) if length else b""
                 record = ReceivedRequest(
-                    method=self.command, path=self.path,
+                    method=self.command,
+                    path=self.path,
                     headers={k.lower(): v for k, v in self.headers.items()},
                     header_list=[(k.lower(), v) for k, v in self.headers.items()],
-                    body=body, client=self.client_address[:2],
+                    body=body,
+                    client=self.client_address[:2],
                 )
                 upstream.requests.append(record)
-                payload = json.dumps({
-                    "upstream": upstream.name, "method": record.method, "path": record.path,
-                    "headers": record.headers, "body_length": len(body),
-                }).encode()
+                payload = json.dumps(
+                    {
+                        "upstream": upstream.name,
+                        "method": record.method,
+                        "path": record.path,
+                        "headers": record.headers,
+                        "body_length": len(body),
+                    }
+                ).encode()
                 self.send_response(upstream.status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(payload)))
@@ -75,7 +83,7 @@ class RecordingUpstream:
                     self.wfile.write(payload)
 
             def _read_chunked(self) -> bytes:
-                chunks = []
+                chunks: list[bytes] = []
                 while True:
                     size = int(self.rfile.readline().split(b";")[0].strip(), 16)
                     if size == 0:
@@ -91,7 +99,9 @@ class RecordingUpstream:
         server.daemon_threads = True
         self._server = server
         self.port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, name=f"upstream-{self.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"upstream-{self.name}", daemon=True
+        )
         self._thread.start()
         return self
 

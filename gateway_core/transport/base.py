@@ -30,9 +30,7 @@ class Transport(Protocol):
     or ``close()`` it, which returns the connection to the pool or closes it.
     """
 
-    async def send(
-        self, request: UpstreamRequest, endpoint: Endpoint, timeouts: Timeouts
-    ) -> UpstreamResponse:
+    async def send(self, request: UpstreamRequest, endpoint: Endpoint, timeouts: Timeouts) -> UpstreamResponse:
         """Send ``request`` to ``endpoint``."""
         ...
 

@@ -255,7 +255,8 @@ class _Connection(asyncio.Protocol):
         assert transport is not None
         body = request.body
         self._stream = _ResponseStream(self)
-        self._head_waiter = head_waiter = self.loop.create_future()
+        head_waiter: asyncio.Future[UpstreamResponse] = self.loop.create_future()
+        self._head_waiter = head_waiter
         self._received_any = False
         self._head_only = request.method == "HEAD"
         self._request_written = False
@@ -326,10 +327,10 @@ class _Connection(asyncio.Protocol):
             transport.write(b"0\r\n\r\n")
         return True
 
-    async def _drain(self, timeout: float) -> None:
+    async def _drain(self, limit: float) -> None:
         self._drain_waiter = waiter = self.loop.create_future()
         try:
-            await asyncio.wait_for(waiter, timeout)
+            await asyncio.wait_for(waiter, limit)
         except TimeoutError:
             self.abort()
             raise UpstreamTimeoutError(f"upstream {self.endpoint} stopped reading the request body") from None
@@ -476,15 +477,15 @@ class ConnectionPool:
             return connection
         return None
 
-    async def _connect(self, endpoint: Endpoint, timeout: float) -> _Connection:
+    async def _connect(self, endpoint: Endpoint, limit: float) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit):
                 _, connection = await loop.create_connection(
                     lambda: _Connection(self, endpoint, loop), endpoint.host, endpoint.port
                 )
         except TimeoutError:
-            raise UpstreamTimeoutError(f"connecting to upstream {endpoint} timed out after {timeout:g}s") from None
+            raise UpstreamTimeoutError(f"connecting to upstream {endpoint} timed out after {limit:g}s") from None
         except socket.gaierror as exc:
             raise UpstreamConnectError(f"cannot resolve upstream {endpoint.host}: {exc.strerror}") from None
         except OSError as exc:

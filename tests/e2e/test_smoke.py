@@ -1,11 +1,18 @@
+from collections.abc import Callable
+from pathlib import Path
+
 import httpx
 
-from gateway_core.testing import ingress, path, routed_service, write_manifests
+from gateway_core.testing import GatewayProcess, RecordingUpstream, ingress, path, routed_service, write_manifests
 
 
-def test_routes_to_upstream(upstream, manifests_dir, gateway_process):
+def test_routes_to_upstream(
+    upstream: Callable[..., RecordingUpstream], manifests_dir: Path, gateway_process: Callable[..., GatewayProcess]
+) -> None:
     api = upstream("api")
-    write_manifests(manifests_dir, [*routed_service("api", api.port), ingress("demo", rules=[("demo.local", [path("/", "api")])])])
+    write_manifests(
+        manifests_dir, [*routed_service("api", api.port), ingress("demo", rules=[("demo.local", [path("/", "api")])])]
+    )
     gw = gateway_process(manifests_dir)
     response = httpx.get(gw.url + "/hello?x=1", headers={"host": "demo.local"})
     assert response.status_code == 200, response.text
