@@ -14,6 +14,7 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -43,6 +44,9 @@ from gateway_core.transport.pool import ConnectionPool
 
 logger = logging.getLogger("gateway_core")
 
+FIRST_TABLE_WAIT = 10.0
+"""Seconds start-up waits for the route source's first table before serving anyway."""
+
 
 class BuiltinSources:
     """The built-in route source, offered through the same hook as any plugin's (``trylast``)."""
@@ -50,6 +54,8 @@ class BuiltinSources:
     @hookspecs.hookimpl(trylast=True)
     def gateway_route_source(self, settings: GatewaySettings) -> RouteSource | None:
         if settings.manifests.dir:
+            if not Path(settings.manifests.dir).is_dir():
+                raise ConfigError(f"manifests directory {settings.manifests.dir} does not exist or is not a directory")
             return ManifestDirectory(
                 settings.manifests.dir,
                 default_namespace=settings.kubernetes.namespace,
@@ -140,7 +146,6 @@ class Gateway:
             metrics=self.metrics,
             trusted_proxies=TrustedProxies(settings.server.trusted_proxies),
             read_timeout=settings.server.read_timeout,
-            write_timeout=settings.server.write_timeout,
             other=self._lifespan,
         )
         for wrappers in reversed(pm.hook.gateway_asgi_wrappers()):
@@ -151,6 +156,7 @@ class Gateway:
         self._source_task: asyncio.Task[None] | None = None
         self._pending: Snapshot | None = None
         self._building = False
+        self._first_table = asyncio.Event()
         self.started = False
 
     @property
@@ -158,13 +164,24 @@ class Gateway:
         """True once the first table from the route source is serving."""
         return self.tables.loaded
 
-    async def start(self) -> None:
-        """Await startup hooks and start the route source."""
+    async def start(self, *, first_table_wait: float = FIRST_TABLE_WAIT) -> None:
+        """Await startup hooks, start the route source and wait for its first table.
+
+        The proxy listener accepts connections only once this returns, so a configured
+        route is never answered 404 during start-up. If the source has not delivered within
+        ``first_table_wait`` seconds (an unreachable API server), serving starts anyway and
+        every request gets 503 ``not_ready`` until the first table is in.
+        """
         if self.started:
             return
         self.started = True
         await await_all(self.pm.hook.gateway_startup(settings=self.settings))
         self._source_task = asyncio.create_task(self._run_source(), name="gateway-route-source")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(first_table_wait):
+                await self._first_table.wait()
+        if not self.tables.loaded:
+            logger.warning("no route table after %gs; answering 503 until the route source delivers", first_table_wait)
 
     async def stop(self) -> None:
         """Stop the route source, close upstream connections, await shutdown hooks."""
@@ -207,6 +224,7 @@ class Gateway:
                     self.metrics.table_rebuilds.labels("failed").inc()
                     continue
                 self.tables.publish(table)
+                self._first_table.set()
                 await self._announce(table, previous)
         finally:
             self._building = False

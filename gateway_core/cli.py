@@ -45,7 +45,37 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-@click.group()
+class PluginCommands(click.Group):
+    """The built-in commands plus those plugins add through ``gateway_cli_commands``.
+
+    Plugins are loaded only when a name is not a built-in command (or for ``--help``), so
+    ``gateway run`` never pays for it and a broken plugin cannot break the built-ins.
+    """
+
+    def _plugin_commands(self) -> dict[str, click.Command]:
+        try:
+            pm = get_plugin_manager()
+        except GatewayError as exc:
+            click.echo(f"warning: plugin commands unavailable: {exc}", err=True)
+            return {}
+        found: dict[str, click.Command] = {}
+        for commands in pm.hook.gateway_cli_commands():
+            for command in commands or ():
+                if command.name and command.name not in self.commands:
+                    found[command.name] = command
+        return found
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugin_commands()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            command = self._plugin_commands().get(cmd_name)
+        return command
+
+
+@click.group(cls=PluginCommands)
 @click.version_option(installed_version(), prog_name="gateway")
 def main() -> None:
     """Meta-Native Gateway: a plugin-centric API gateway for Kubernetes Ingress."""
@@ -133,7 +163,7 @@ def check(directory: str, config: str | None, ingress_class: str | None, strict:
         click.echo(f"warning: {line}")
     for line in table.ignored:
         click.echo(f"ignored: Ingress {line}: another ingress class")
-    ingresses = len({route.info.ingress_ref for route in table.routes})
+    ingresses = len({route.info.ingress_ref for route in table.routes} | set(table.rejected))
     click.echo(f"{ingresses} Ingresses, {len(table.routes)} routes: {len(errors)} errors, {len(warnings)} warnings")
     sys.exit(1 if errors or (strict and warnings) else 0)
 

@@ -23,9 +23,16 @@ class ConfigError(GatewayError):
 
 
 class ManifestError(GatewayError):
-    """A manifest file or object could not be read or understood."""
+    """A manifest file or object could not be read or understood.
+
+    ``object_ref`` is ``(kind, namespace, name)`` when the invalid object could be named.
+    """
 
     code = "manifest_error"
+
+    def __init__(self, message: str, *, object_ref: tuple[str, str, str] | None = None) -> None:
+        super().__init__(message)
+        self.object_ref = object_ref
 
 
 class PluginError(GatewayError):

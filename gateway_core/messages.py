@@ -310,7 +310,9 @@ class RequestContext:
         self._stash: Stash | None = None
         self.started = time.perf_counter()
         self.identity: str | None = None
+        """Who the client is, once an authentication plugin has established it."""
         self.endpoint: Endpoint | None = None
+        """The upstream endpoint of the current (or last) attempt."""
 
     @property
     def stash(self) -> Stash:

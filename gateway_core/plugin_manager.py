@@ -39,7 +39,10 @@ def get_plugin_manager(
         except Exception as exc:  # a broken third-party package must name itself
             raise PluginError(f"loading plugin entry points failed: {exc!r}") from exc
     for plugin in plugins:
-        pm.register(plugin)
+        try:
+            pm.register(plugin)
+        except ValueError as exc:  # pluggy: the same object or name registered twice
+            raise PluginError(f"cannot register plugin {plugin!r}: {exc}") from exc
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:

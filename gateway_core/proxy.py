@@ -49,6 +49,12 @@ class ResponseAborted(Exception):
     """The response had started when the upstream failed: the connection must be cut."""
 
 
+class BodyNotReplayableError(UpstreamError):
+    """A second upstream attempt needed the request body, which streams only once."""
+
+    code = "body_not_replayable"
+
+
 class ClientDisconnected(RequestError):
     """The client went away while sending its request body."""
 
@@ -57,9 +63,14 @@ class ClientDisconnected(RequestError):
 
 
 class ClientBody:
-    """The client's request body, streamed from ASGI ``receive`` with a read timeout."""
+    """The client's request body, streamed from ASGI ``receive`` with a read timeout.
 
-    __slots__ = ("content_length", "_receive", "_timeout", "received", "complete")
+    It streams once. A second upstream attempt cannot send it again (it was never held in
+    memory); that attempt fails with :class:`BodyNotReplayableError` instead of sending a
+    request whose declared length no bytes follow.
+    """
+
+    __slots__ = ("content_length", "_receive", "_timeout", "received", "complete", "_started")
 
     def __init__(self, receive: Receive, content_length: int | None, timeout: float) -> None:
         self.content_length = content_length
@@ -67,8 +78,12 @@ class ClientBody:
         self._timeout = timeout
         self.received = 0
         self.complete = False
+        self._started = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        if self._started:
+            raise BodyNotReplayableError("the request body was already streamed to an upstream")
+        self._started = True
         while not self.complete:
             try:
                 async with asyncio.timeout(self._timeout):
@@ -135,7 +150,6 @@ class ProxyApp:
         metrics: GatewayMetrics | None = None,
         trusted_proxies: TrustedProxies | None = None,
         read_timeout: float = 30.0,
-        write_timeout: float = 30.0,
         other: ASGIApp | None = None,
     ) -> None:
         """``other`` receives every non-HTTP scope except WebSocket (the lifespan, usually)."""
@@ -144,7 +158,6 @@ class ProxyApp:
         self._metrics = metrics
         self._trusted = trusted_proxies or TrustedProxies()
         self._read_timeout = read_timeout
-        self._write_timeout = write_timeout
         self._other = other
         self._date = _DateHeader()
 
@@ -161,8 +174,13 @@ class ProxyApp:
             await self._send_local(send, LocalResponse.error(exc.status, exc.code, str(exc)))
             self._record(None, exc.status, None)
             return
-        route = self._tables.current.match(head.host, head.path)
+        tables = self._tables
+        route = tables.current.match(head.host, head.path)
         if route is None:
+            if not tables.loaded:
+                await self._send_local(send, LocalResponse.error(503, "not_ready", "the gateway is starting"))
+                self._record(None, 503, None)
+                return
             await self._send_local(send, LocalResponse.error(404, _NO_ROUTE, "no route matches this request"))
             self._record(None, 404, None)
             return
@@ -194,22 +212,31 @@ class ProxyApp:
         latency: float | None = None
         error: str | None = None
         try:
-            local = await pipeline.on_request(route, ctx) if route.on_request else None
-            if local is None:
-                upstream_started = time.perf_counter()
-                try:
+            local: LocalResponse | None = None
+            response: UpstreamResponse | None = None
+            try:
+                local = await pipeline.on_request(route, ctx) if route.on_request else None
+                if local is None:
+                    upstream_started = time.perf_counter()
                     response = await pipeline.call_upstream(route, ctx)
-                except GatewayError as exc:
-                    local = self._error_response(route, ctx, exc)
-                    error = exc.code
-                else:
                     latency = time.perf_counter() - upstream_started
-            if local is not None:
+                    if route.on_response:
+                        await pipeline.on_response(route, ctx, response)
+            except GatewayError as exc:  # from the upstream call or a plugin: its own status
+                if response is not None:
+                    response.body.close()
+                    response = None
+                local = self._error_response(route, ctx, exc)
+                error = exc.code
+            except BaseException:
+                if response is not None:
+                    response.body.close()
+                raise
+            if response is None:
+                assert local is not None
                 status = local.status
                 sent = await self._send_local(send, local)
             else:
-                if route.on_response:
-                    await pipeline.on_response(route, ctx, response)
                 status = response.status
                 sent = await self._relay(response, receive, send, body)
         except ResponseAborted:
@@ -260,10 +287,10 @@ class ProxyApp:
         sent = 0
         try:
             # The first body message goes out even when empty: it puts the head on the wire.
-            await self._send_chunk(send, data)
+            await send({"type": "http.response.body", "body": data, "more_body": True})
             sent += len(data)
             while chunk := await stream.read():
-                await self._send_chunk(send, chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 sent += len(chunk)
         except UpstreamError as exc:
             logger.warning(
@@ -276,14 +303,6 @@ class ProxyApp:
                 watcher.cancel()
         await send({"type": "http.response.body", "body": b""})
         return sent
-
-    async def _send_chunk(self, send: Send, chunk: bytes) -> None:
-        try:
-            async with asyncio.timeout(self._write_timeout):
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except TimeoutError:
-            logger.warning("client did not read for %gs; closing the connection", self._write_timeout)
-            raise ResponseAborted("client write timeout") from None
 
     async def _send_local(self, send: Send, response: LocalResponse) -> int:
         headers = [item for item in response.headers if item[0] != b"content-length"]

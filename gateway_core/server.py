@@ -70,7 +70,10 @@ class _Server(uvicorn.Server):
 def _uvicorn_config(
     app: Any, settings: GatewaySettings, *, lifespan: Literal["on", "off"], proxy: bool
 ) -> uvicorn.Config:
-    http: Any = protocol_factory(head_timeout=settings.server.read_timeout) if proxy else "httptools"
+    server = settings.server
+    http: Any = (
+        protocol_factory(head_timeout=server.read_timeout, write_timeout=server.write_timeout) if proxy else "httptools"
+    )
     return uvicorn.Config(
         app,
         http=http,

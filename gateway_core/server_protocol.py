@@ -240,6 +240,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         _loop: asyncio.AbstractEventLoop | None = None,
         *,
         head_timeout: float = 30.0,
+        write_timeout: float = 30.0,
     ) -> None:
         self.config = config
         self.app: ASGIApp = config.loaded_app
@@ -248,6 +249,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.app_state = app_state
         self.keep_alive_timeout = float(config.timeout_keep_alive)
         self.head_timeout = head_timeout
+        self.write_timeout = write_timeout
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.client: tuple[str, int] | None = None
@@ -267,6 +269,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self._head_bytes = 0
         self._expect_continue = False
         self._upgraded = False
+        self._last: _Exchange | None = None
 
     # --- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -281,6 +284,12 @@ class GatewayHttpProtocol(asyncio.Protocol):
         _Sweeper.ensure(self.server_state, self.loop)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._gone()
+
+    def _gone(self) -> None:
+        """The client is gone: waiters wake, sends become no-ops, receives say disconnect."""
+        if self.disconnected and self not in self.server_state.connections:
+            return
         self.disconnected = True
         self.server_state.connections.discard(self)
         for exchange in (self.current, self._parsing, *self.queue):
@@ -298,12 +307,16 @@ class GatewayHttpProtocol(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
+            # Upgrade (WebSocket) and CONNECT: answered as plain HTTP, then the connection
+            # closes, since what follows on it is not HTTP.
             self._upgraded = True
-            exchange = self._parsing
+            exchange = self._parsing or self._last
             if exchange is not None:
                 exchange.keep_alive = False
                 exchange.body_complete = True
                 exchange.wake()
+                if exchange.complete:
+                    self.close()
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, _HeadTooLarge):
@@ -360,6 +373,12 @@ class GatewayHttpProtocol(asyncio.Protocol):
             parsed = httptools.parse_url(self._url)
         except httptools.HttpParserInvalidURLError:
             raise _BadTarget() from None
+        if parsed.host:
+            # Absolute form ("GET http://host/path"): the target's authority is the host
+            # (RFC 9112 §3.2.2), whatever a Host header says; route by it, forward it.
+            authority = parsed.host + (b":%d" % parsed.port if parsed.port else b"")
+            self._headers = [item for item in self._headers if item[0] != b"host"]
+            self._headers.append((b"host", authority))
         raw_path: bytes = parsed.path or b"/"
         path = raw_path.decode("latin-1")
         if "%" in path:
@@ -382,7 +401,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if self.app_state:
             scope["state"] = self.app_state.copy()
         exchange = _Exchange(self, scope, parser.should_keep_alive(), self._expect_continue)
-        self._parsing = exchange
+        self._parsing = self._last = exchange
         if self.current is None:
             self._start(exchange)
         else:
@@ -459,8 +478,17 @@ class GatewayHttpProtocol(asyncio.Protocol):
             self.transport.write(data)
 
     async def drain(self) -> None:
-        self._drain_waiter = self.loop.create_future()
-        await self._drain_waiter
+        """Wait until the client reads; a client stalled past the write timeout is dropped."""
+        self._drain_waiter = waiter = self.loop.create_future()
+        try:
+            async with asyncio.timeout(self.write_timeout):
+                await waiter
+        except TimeoutError:
+            logger.info(
+                "client %s read nothing for %gs; closing", self.client[0] if self.client else "?", self.write_timeout
+            )
+            self.abort()
+            self._gone()
 
     def pause_reading(self) -> None:
         if not self.read_paused and self.transport is not None and not self.disconnected:
@@ -559,6 +587,10 @@ class _Sweeper:
         self.handle = self.loop.call_later(SWEEP_INTERVAL, self.sweep)
 
 
-def protocol_factory(*, head_timeout: float) -> Callable[..., GatewayHttpProtocol]:
-    """The class uvicorn is given as ``Config(http=...)``, with the gateway's limits bound."""
-    return functools.partial(GatewayHttpProtocol, head_timeout=head_timeout)
+def protocol_factory(*, head_timeout: float, write_timeout: float) -> Callable[..., GatewayHttpProtocol]:
+    """The class uvicorn is given as ``Config(http=...)``, with the gateway's limits bound.
+
+    ``head_timeout`` bounds how long a request head may take to arrive (408 after);
+    ``write_timeout`` how long a write may wait for a client that does not read.
+    """
+    return functools.partial(GatewayHttpProtocol, head_timeout=head_timeout, write_timeout=write_timeout)

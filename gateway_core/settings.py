@@ -45,7 +45,9 @@ class ServerSettings(_Section):
 
     addr: str = Field(":8080", description="Proxy listener address, host:port (':8080' = all interfaces).")
     read_timeout: float = Field(
-        30, gt=0, description="Seconds a client may pause while sending its request body (408 after)."
+        30,
+        gt=0,
+        description="Seconds a client may take to send its request head, or pause within its body (408 after).",
     )
     write_timeout: float = Field(
         30, gt=0, description="Seconds a write to a client may stay blocked before the connection is dropped."

@@ -244,9 +244,19 @@ def parse_object(document: dict[str, Any], *, default_namespace: str) -> KubeObj
     try:
         obj = model.model_validate(document)
     except ValidationError as exc:
-        name = (document.get("metadata") or {}).get("name") if isinstance(document.get("metadata"), dict) else None
-        label = f"{document.get('kind')} {name or '(unnamed)'}"
-        raise ManifestError(f"{label}: " + "; ".join(format_validation_error(exc))) from None
+        metadata = document.get("metadata")
+        metadata = metadata if isinstance(metadata, dict) else {}
+        name, namespace, kind = metadata.get("name"), metadata.get("namespace"), str(document.get("kind"))
+        label = f"{kind} {name or '(unnamed)'}"
+        object_ref = None
+        if isinstance(name, str) and name:
+            scope = (
+                ""
+                if kind in CLUSTER_SCOPED_KINDS
+                else (namespace if isinstance(namespace, str) and namespace else default_namespace)
+            )
+            object_ref = (kind, scope, name)
+        raise ManifestError(f"{label}: " + "; ".join(format_validation_error(exc)), object_ref=object_ref) from None
     if obj.kind not in CLUSTER_SCOPED_KINDS and not obj.metadata.namespace:
         obj = obj.model_copy(update={"metadata": obj.metadata.model_copy(update={"namespace": default_namespace})})
     return obj

@@ -26,6 +26,8 @@ class Problem:
 
     source: str
     message: str
+    object_ref: tuple[str, str, str] | None = None
+    """``(kind, namespace, name)`` of the object that could not be read, when known."""
 
     def __str__(self) -> str:
         return f"{self.source}: {self.message}" if self.source else self.message
@@ -53,7 +55,7 @@ def parse_objects(
             try:
                 obj = parse_object(document, default_namespace=default_namespace)
             except ManifestError as exc:
-                problems.append(Problem(source, str(exc)))
+                problems.append(Problem(source, str(exc), exc.object_ref))
                 continue
             if obj is None:
                 logger.debug("%s: ignoring %s %s", source, document.get("apiVersion"), document.get("kind"))

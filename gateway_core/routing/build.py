@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway_core.collector import collector_paused
+from gateway_core.manifests.annotations import LEGACY_CLASS
 from gateway_core.manifests.objects import Ingress
 from gateway_core.manifests.snapshot import Snapshot
 from gateway_core.manifests.translate import (
@@ -106,10 +107,23 @@ def _build_table(snapshot: Snapshot, options: BuildOptions, previous: RouteTable
     rejected: dict[str, RejectedIngress] = {}
     last_good: dict[str, Ingress] = {}
     ignored: list[str] = []
+    unreadable = _unreadable_ingresses(snapshot, index)
+    for ref, reason in unreadable.items():
+        # An Ingress whose new version does not even parse keeps its last good version too.
+        serving = False
+        fallback = previous_good.get(ref)
+        if fallback is not None:
+            compiled, fallback_problems, _ = compiler.compile(fallback)
+            if not fallback_problems:
+                last_good[ref] = fallback
+                routes.extend(compiled)
+                serving = True
+        rejected[ref] = RejectedIngress(ref, (reason,), serving_last_good=serving)
     for ingress in index.ingresses:
         ref = f"{ingress.namespace}/{ingress.name}"
         if not is_served(ingress, index, options.class_policy):
-            ignored.append(f"{ref} ({ingress.spec.ingress_class_name or 'no class'})")
+            named = ingress.spec.ingress_class_name or ingress.metadata.annotations.get(LEGACY_CLASS)
+            ignored.append(f"{ref} ({named or 'no class'})")
             continue
         compiled, problems, specs = compiler.compile(ingress)
         if not problems:
@@ -143,6 +157,18 @@ def _build_table(snapshot: Snapshot, options: BuildOptions, previous: RouteTable
         generation=(previous.generation + 1) if previous is not None else 1,
         build_seconds=time.perf_counter() - started,
     )
+
+
+def _unreadable_ingresses(snapshot: Snapshot, index: ObjectIndex) -> dict[str, str]:
+    """``namespace/name`` -> reason, for Ingresses the snapshot could not parse."""
+    present = {f"{ingress.namespace}/{ingress.name}" for ingress in index.ingresses}
+    found: dict[str, str] = {}
+    for problem in snapshot.problems:
+        if problem.object_ref is not None and problem.object_ref[0] == "Ingress":
+            ref = f"{problem.object_ref[1]}/{problem.object_ref[2]}"
+            if ref not in present:
+                found.setdefault(ref, problem.message)
+    return found
 
 
 def _merge(routes: list[Route]) -> tuple[HostIndex[Route], list[Route], list[Conflict]]:

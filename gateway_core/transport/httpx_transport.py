@@ -1,11 +1,12 @@
 """An upstream transport on httpx: the alternative to the pool, chosen with
 ``gateway.transport: httpx``.
 
-It exists for what the pool does not do (HTTP/2 upstreams when ``h2`` is installed, and
-httpx's wider protocol support) and as the yardstick the pool was measured against: on the
-foundation bench a shared ``httpx.AsyncClient`` proxied about 830 req/s where the pool does
-tens of thousands, because httpcore's pool scans every connection per request. Requests are
-built as ``httpx.Request`` directly so no client default header is added.
+It exists for what the pool does not do (HTTP/2 upstreams, for programs that construct it
+with ``http2=True`` and have ``h2`` installed) and as the yardstick the pool was measured
+against: on the foundation bench a shared ``httpx.AsyncClient`` proxied about 830 req/s
+where the pool does tens of thousands, because httpcore's pool scans every connection per
+request. Requests are built as ``httpx.Request`` directly so no client default header is
+added.
 """
 
 from __future__ import annotations

@@ -52,6 +52,16 @@ _CONTENT_LENGTH_ZERO = b"content-length: 0\r\n"
 _CONNECTION_CLOSE = b"connection: close\r\n"
 
 
+_REPLAYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+"""Idempotent methods (RFC 9110 §9.2.2): the only ones sent again after a stale connection."""
+
+
+def _retrieve(task: asyncio.Task[bool]) -> None:
+    """Consume a cancelled body writer's outcome so nothing is reported as unretrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
 class _StaleConnection(Exception):
     """A reused connection closed before answering a request that is safe to send again."""
 
@@ -131,6 +141,7 @@ class _ResponseStream:
         self._buffered = 0
         if not self.done:
             self.done = True
+            self._wake()  # a pending read() returns b"" now
             self._connection.abort()
 
 
@@ -165,6 +176,11 @@ class _Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a registered subclass
 
     def data_received(self, data: bytes) -> None:
+        if self._stream is None:
+            # Bytes while no request is outstanding: the upstream is confused, and parsing
+            # them would swallow the next real response. This connection is done.
+            self.abort()
+            return
         self._last_read = self.loop.time()
         self._received_any = True
         try:
@@ -210,6 +226,10 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(None)
 
     # --- httptools callbacks ----------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self._stream is None:
+            self.abort()  # a second response in the same read: stray bytes (see data_received)
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._status_headers.append((name.lower(), value))
 
@@ -264,19 +284,45 @@ class _Connection(asyncio.Protocol):
         transport.write(self._serialize_head(request, body))
         if body is None:
             self._request_written = True
-        else:
+            self._watch_deadline(timeouts.read)
             try:
-                self._request_written = await self._write_body(body, timeouts)
-            except BaseException:
+                return await head_waiter
+            except UpstreamClosedError:
+                if reused and request.method in _REPLAYABLE_METHODS and not self._received_any:
+                    raise _StaleConnection() from None
+                raise
+            except asyncio.CancelledError:
                 self._abandon(head_waiter)
                 raise
+        return await self._exchange_with_body(body, head_waiter, timeouts)
+
+    async def _exchange_with_body(
+        self, body: RequestBody, head_waiter: asyncio.Future[UpstreamResponse], timeouts: Timeouts
+    ) -> UpstreamResponse:
+        """Stream the body while waiting for the head: an upstream may answer early (413)."""
+        writer = self.loop.create_task(self._write_body(body, timeouts))
+        try:
+            await asyncio.wait((head_waiter, writer), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            writer.cancel()
+            self._abandon(head_waiter)
+            raise
+        if not writer.done():
+            # The head came first: stop sending. The request was not fully written, so the
+            # connection closes after this response instead of returning to the pool.
+            writer.cancel()
+            writer.add_done_callback(_retrieve)
+            return head_waiter.result()
+        error = writer.exception()
+        if error is not None:
+            self._abandon(head_waiter)
+            raise error
         if self._head_waiter is not None:
             self._watch_deadline(timeouts.read)
         try:
             return await head_waiter
-        except UpstreamClosedError:
-            if reused and body is None and not self._received_any:
-                raise _StaleConnection() from None
+        except asyncio.CancelledError:
+            self._abandon(head_waiter)
             raise
 
     def _abandon(self, head_waiter: asyncio.Future[UpstreamResponse]) -> None:
@@ -325,6 +371,7 @@ class _Connection(asyncio.Protocol):
             return False
         if chunked:
             transport.write(b"0\r\n\r\n")
+        self._request_written = True  # set here: the response may complete before the caller resumes
         return True
 
     async def _drain(self, limit: float) -> None:

@@ -80,8 +80,9 @@ def client() -> Iterator[httpx.Client]:
         yield http
 
 
-def echo_services(upstream: Upstreams, *names: str, namespace: str | None = None,
-                  port: int = 80) -> tuple[dict[str, RecordingUpstream], list[Manifest]]:
+def echo_services(
+    upstream: Upstreams, *names: str, namespace: str | None = None, port: int = 80
+) -> tuple[dict[str, RecordingUpstream], list[Manifest]]:
     """One echo upstream per Service name (the upstream answers with that name), and the
     Service + EndpointSlice manifests routing each Service (port ``port``, named ``http``) to it."""
     servers: dict[str, RecordingUpstream] = {}
@@ -89,8 +90,10 @@ def echo_services(upstream: Upstreams, *names: str, namespace: str | None = None
     for name in names:
         label = f"{namespace}/{name}" if namespace else name
         servers[name] = server = upstream(label)
-        objects += [service(name, port=port, namespace=namespace),
-                    endpoint_slice(name, ["127.0.0.1"], port=server.port, namespace=namespace)]
+        objects += [
+            service(name, port=port, namespace=namespace),
+            endpoint_slice(name, ["127.0.0.1"], port=server.port, namespace=namespace),
+        ]
     return servers, objects
 
 
@@ -100,8 +103,9 @@ def start(gateway_process: Gateways, directory: Path, objects: Sequence[Manifest
     return gateway_process(directory, **options)
 
 
-def send(client: httpx.Client, gateway: GatewayProcess, host: str, target: str, method: str = "GET",
-         **options: Any) -> httpx.Response:
+def send(
+    client: httpx.Client, gateway: GatewayProcess, host: str, target: str, method: str = "GET", **options: Any
+) -> httpx.Response:
     """``method target`` to the gateway's proxy port with ``Host: host``."""
     headers = {"host": host, **options.pop("headers", {})}
     return client.request(method, gateway.url + target, headers=headers, **options)
@@ -129,8 +133,9 @@ def assert_error(response: httpx.Response, status: int, code: str, *, host: str,
     assert isinstance(body.get("message"), str), describe(host, target, response)
 
 
-def check_routing(client: httpx.Client, gateway: GatewayProcess,
-                  expectations: Sequence[tuple[str, str, str | None]]) -> None:
+def check_routing(
+    client: httpx.Client, gateway: GatewayProcess, expectations: Sequence[tuple[str, str, str | None]]
+) -> None:
     """``(host, target, upstream name or None for 404)``: served by that upstream, which received
     ``target`` unchanged (query included), or the gateway's 404 ``no_route``. Every mismatch reported."""
     failures: list[str] = []
@@ -165,13 +170,21 @@ def routes_page(gateway: GatewayProcess) -> dict[str, Any]:
 
 def ingress_object(name: str, spec: Mapping[str, Any], **metadata: Any) -> Manifest:
     """An Ingress written out in full, as in the documentation."""
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-            "metadata": {"name": name, **metadata}, "spec": dict(spec)}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name, **metadata},
+        "spec": dict(spec),
+    }
 
 
 def ingress_class(name: str, controller: str) -> Manifest:
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": name},
-            "spec": {"controller": controller}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": {"name": name},
+        "spec": {"controller": controller},
+    }
 
 
 # --- Kubernetes documentation: path types ---------------------------------------------------
@@ -186,23 +199,35 @@ PATH_TYPE_EXAMPLES: list[tuple[str, list[tuple[str, str]], list[tuple[str, int |
     ("prefix-foo", [("Prefix", "/foo")], [("/foo", 0), ("/foo/", 0), ("/foo/bar", 0), ("/foobar", None)]),
     ("prefix-foo-slash", [("Prefix", "/foo/")], [("/foo", 0), ("/foo/", 0), ("/foo/bar", 0), ("/foobar", None)]),
     ("prefix-aaa-bb", [("Prefix", "/aaa/bb")], [("/aaa/bbb", None), ("/aaa/bb", 0), ("/aaa/bb/", 0)]),
-    ("prefix-aaa-bbb", [("Prefix", "/aaa/bbb")],
-     [("/aaa/bbb", 0), ("/aaa/bbb/", 0), ("/aaa/bbb/ccc", 0), ("/aaa/bbbxyz", None), ("/aaa", None)]),
+    (
+        "prefix-aaa-bbb",
+        [("Prefix", "/aaa/bbb")],
+        [("/aaa/bbb", 0), ("/aaa/bbb/", 0), ("/aaa/bbb/ccc", 0), ("/aaa/bbbxyz", None), ("/aaa", None)],
+    ),
     ("prefix-aaa-bbb-slash", [("Prefix", "/aaa/bbb/")], [("/aaa/bbb", 0), ("/aaa/bbb/", 0), ("/aaa/bbb/ccc", 0)]),
     ("prefix-root-aaa", [("Prefix", "/"), ("Prefix", "/aaa")], [("/aaa/ccc", 1), ("/aaa", 1), ("/ccc", 0)]),
-    ("prefix-root-aaa-bbb", [("Prefix", "/"), ("Prefix", "/aaa"), ("Prefix", "/aaa/bbb")],
-     [("/aaa/bbb", 2), ("/aaa/bbb/x", 2), ("/aaa/bb", 1), ("/ccc", 0)]),
+    (
+        "prefix-root-aaa-bbb",
+        [("Prefix", "/"), ("Prefix", "/aaa"), ("Prefix", "/aaa/bbb")],
+        [("/aaa/bbb", 2), ("/aaa/bbb/x", 2), ("/aaa/bb", 1), ("/ccc", 0)],
+    ),
     # The same paths declared longest first: the longest match wins whatever the order.
-    ("prefix-root-aaa-bbb-reversed", [("Prefix", "/aaa/bbb"), ("Prefix", "/aaa"), ("Prefix", "/")],
-     [("/aaa/bbb", 0), ("/aaa/ccc", 1), ("/ccc", 2)]),
+    (
+        "prefix-root-aaa-bbb-reversed",
+        [("Prefix", "/aaa/bbb"), ("Prefix", "/aaa"), ("Prefix", "/")],
+        [("/aaa/bbb", 0), ("/aaa/ccc", 1), ("/ccc", 2)],
+    ),
     ("prefix-aaa", [("Prefix", "/aaa")], [("/ccc", None), ("/aaa", 0)]),
     ("mixed-foo", [("Prefix", "/foo"), ("Exact", "/foo")], [("/foo", 1), ("/foo/", 0), ("/foo/x", 0)]),
     ("mixed-foo-exact-first", [("Exact", "/foo"), ("Prefix", "/foo")], [("/foo", 0), ("/foo/", 1)]),
     # Exact and a longer Prefix side by side: each wins its own requests.
     ("exact-vs-longer-prefix", [("Exact", "/foo"), ("Prefix", "/foo/bar")], [("/foo", 0), ("/foo/bar", 1)]),
     # ImplementationSpecific is served as Prefix (DESIGN §5).
-    ("implementation-specific", [("ImplementationSpecific", "/foo")],
-     [("/foo", 0), ("/foo/", 0), ("/foo/bar", 0), ("/foobar", None)]),
+    (
+        "implementation-specific",
+        [("ImplementationSpecific", "/foo")],
+        [("/foo", 0), ("/foo/", 0), ("/foo/bar", 0), ("/foobar", None)],
+    ),
 ]
 
 
@@ -226,16 +251,30 @@ def test_ingress_docs_path_type_examples_and_simple_fanout(
     # "Simple fanout": foo.bar.com /foo -> service1:4200, /bar -> service2:8080.
     fanout = {name: upstream(name) for name in ("service1", "service2")}
     objects += [
-        service("service1", port=4200), endpoint_slice("service1", ["127.0.0.1"], port=fanout["service1"].port),
-        service("service2", port=8080), endpoint_slice("service2", ["127.0.0.1"], port=fanout["service2"].port),
-        ingress("simple-fanout-example", rules=[("foo.bar.com", [
-            path("/foo", "service1", port=4200), path("/bar", "service2", port=8080),
-        ])]),
+        service("service1", port=4200),
+        endpoint_slice("service1", ["127.0.0.1"], port=fanout["service1"].port),
+        service("service2", port=8080),
+        endpoint_slice("service2", ["127.0.0.1"], port=fanout["service2"].port),
+        ingress(
+            "simple-fanout-example",
+            rules=[
+                (
+                    "foo.bar.com",
+                    [
+                        path("/foo", "service1", port=4200),
+                        path("/bar", "service2", port=8080),
+                    ],
+                )
+            ],
+        ),
     ]
     expectations += [
-        ("foo.bar.com", "/foo", "service1"), ("foo.bar.com", "/foo/index.html", "service1"),
-        ("foo.bar.com", "/bar", "service2"), ("foo.bar.com", "/bar/", "service2"),
-        ("foo.bar.com", "/baz", None), ("foo.bar.com", "/", None),
+        ("foo.bar.com", "/foo", "service1"),
+        ("foo.bar.com", "/foo/index.html", "service1"),
+        ("foo.bar.com", "/bar", "service2"),
+        ("foo.bar.com", "/bar/", "service2"),
+        ("foo.bar.com", "/baz", None),
+        ("foo.bar.com", "/", None),
     ]
 
     gateway = start(gateway_process, manifests_dir, objects)
@@ -247,20 +286,29 @@ def test_ingress_docs_hostname_wildcards(
 ) -> None:
     # ingress-wildcard-host: foo.bar.com /bar -> service1, *.foo.com /foo -> service2.
     servers, objects = echo_services(upstream, "service1", "service2")
-    objects.append(ingress("ingress-wildcard-host", rules=[
-        ("foo.bar.com", [path("/bar", "service1", port=80)]),
-        ("*.foo.com", [path("/foo", "service2", port=80)]),
-    ]))
+    objects.append(
+        ingress(
+            "ingress-wildcard-host",
+            rules=[
+                ("foo.bar.com", [path("/bar", "service1", port=80)]),
+                ("*.foo.com", [path("/foo", "service2", port=80)]),
+            ],
+        )
+    )
     gateway = start(gateway_process, manifests_dir, objects)
-    check_routing(client, gateway, [
-        ("foo.bar.com", "/bar", "service1"),
-        ("bar.foo.com", "/foo", "service2"),       # *.foo.com matches bar.foo.com (shared suffix)
-        ("other.foo.com", "/foo/x", "service2"),
-        ("baz.bar.foo.com", "/foo", None),         # no match: the wildcard covers one DNS label
-        ("foo.com", "/foo", None),                 # no match: the wildcard covers one DNS label
-        ("bar.foo.com", "/bar", None),             # the wildcard host has no /bar path
-        ("foo.bar.com", "/foo", None),
-    ])
+    check_routing(
+        client,
+        gateway,
+        [
+            ("foo.bar.com", "/bar", "service1"),
+            ("bar.foo.com", "/foo", "service2"),  # *.foo.com matches bar.foo.com (shared suffix)
+            ("other.foo.com", "/foo/x", "service2"),
+            ("baz.bar.foo.com", "/foo", None),  # no match: the wildcard covers one DNS label
+            ("foo.com", "/foo", None),  # no match: the wildcard covers one DNS label
+            ("bar.foo.com", "/bar", None),  # the wildcard host has no /bar path
+            ("foo.bar.com", "/foo", None),
+        ],
+    )
     assert servers["service2"].requests[0].headers["host"] == "bar.foo.com"
 
 
@@ -270,22 +318,31 @@ def test_ingress_docs_name_based_virtual_hosting(
     # name-virtual-host-ingress-no-third-host: first.bar.com -> service1, second.bar.com ->
     # service2, and a rule without host catching every other host -> service3.
     _servers, objects = echo_services(upstream, "service1", "service2", "service3")
-    objects.append(ingress("name-virtual-host-ingress-no-third-host", rules=[
-        ("first.bar.com", [path("/", "service1", port=80)]),
-        ("second.bar.com", [path("/", "service2", port=80)]),
-        (None, [path("/", "service3", port=80)]),
-    ]))
+    objects.append(
+        ingress(
+            "name-virtual-host-ingress-no-third-host",
+            rules=[
+                ("first.bar.com", [path("/", "service1", port=80)]),
+                ("second.bar.com", [path("/", "service2", port=80)]),
+                (None, [path("/", "service3", port=80)]),
+            ],
+        )
+    )
     gateway = start(gateway_process, manifests_dir, objects)
-    check_routing(client, gateway, [
-        ("first.bar.com", "/", "service1"),
-        ("first.bar.com", "/any/path", "service1"),
-        ("second.bar.com", "/", "service2"),
-        ("second.bar.com", "/x", "service2"),
-        ("third.bar.com", "/", "service3"),
-        ("bar.com", "/y", "service3"),
-        ("example.org", "/", "service3"),
-        (f"127.0.0.1:{gateway.port}", "/by-address", "service3"),
-    ])
+    check_routing(
+        client,
+        gateway,
+        [
+            ("first.bar.com", "/", "service1"),
+            ("first.bar.com", "/any/path", "service1"),
+            ("second.bar.com", "/", "service2"),
+            ("second.bar.com", "/x", "service2"),
+            ("third.bar.com", "/", "service3"),
+            ("bar.com", "/y", "service3"),
+            ("example.org", "/", "service3"),
+            (f"127.0.0.1:{gateway.port}", "/by-address", "service3"),
+        ],
+    )
 
 
 def test_ingress_docs_unmatched_path_uses_default_backend(
@@ -293,16 +350,25 @@ def test_ingress_docs_unmatched_path_uses_default_backend(
 ) -> None:
     # Examples table: Prefix /aaa, request /ccc -> "No, uses default backend".
     _servers, objects = echo_services(upstream, "aaa", "default-http-backend")
-    objects.append(ingress("prefix-with-default", rules=[(None, [path("/aaa", "aaa", port=80)])],
-                           default_backend="default-http-backend"))
+    objects.append(
+        ingress(
+            "prefix-with-default",
+            rules=[(None, [path("/aaa", "aaa", port=80)])],
+            default_backend="default-http-backend",
+        )
+    )
     gateway = start(gateway_process, manifests_dir, objects)
-    check_routing(client, gateway, [
-        ("any.example", "/aaa", "aaa"),
-        ("any.example", "/aaa/ccc", "aaa"),
-        ("any.example", "/ccc", "default-http-backend"),
-        ("any.example", "/aaaccc", "default-http-backend"),
-        ("other.example", "/", "default-http-backend"),
-    ])
+    check_routing(
+        client,
+        gateway,
+        [
+            ("any.example", "/aaa", "aaa"),
+            ("any.example", "/aaa/ccc", "aaa"),
+            ("any.example", "/ccc", "default-http-backend"),
+            ("any.example", "/aaaccc", "default-http-backend"),
+            ("other.example", "/", "default-http-backend"),
+        ],
+    )
 
 
 def test_ingress_docs_resource_backend_is_rejected_others_keep_serving(
@@ -310,21 +376,34 @@ def test_ingress_docs_resource_backend_is_rejected_others_keep_serving(
 ) -> None:
     resource = {"resource": {"apiGroup": "k8s.example.com", "kind": "StorageBucket", "name": "static-assets"}}
     # ingress-resource-backend, as in the documentation (its default backend is a resource too).
-    documented = ingress_object("ingress-resource-backend", {
-        "defaultBackend": resource,
-        "rules": [{"http": {"paths": [{"path": "/icons", "pathType": "ImplementationSpecific",
-                                       "backend": resource}]}}],
-    })
+    documented = ingress_object(
+        "ingress-resource-backend",
+        {
+            "defaultBackend": resource,
+            "rules": [
+                {"http": {"paths": [{"path": "/icons", "pathType": "ImplementationSpecific", "backend": resource}]}}
+            ],
+        },
+    )
     # A resource backend next to a service backend on the same Ingress: the whole Ingress is rejected.
-    mixed = ingress_object("mixed-resource-backend", {
-        "rules": [{"host": "mixed.example", "http": {"paths": [
-            {"path": "/svc", "pathType": "Prefix", "backend": backend("app", 80)},
-            {"path": "/res", "pathType": "Prefix", "backend": resource},
-        ]}}],
-    })
+    mixed = ingress_object(
+        "mixed-resource-backend",
+        {
+            "rules": [
+                {
+                    "host": "mixed.example",
+                    "http": {
+                        "paths": [
+                            {"path": "/svc", "pathType": "Prefix", "backend": backend("app", 80)},
+                            {"path": "/res", "pathType": "Prefix", "backend": resource},
+                        ]
+                    },
+                }
+            ],
+        },
+    )
     servers, objects = echo_services(upstream, "app", "other")
-    objects += [documented, mixed,
-                ingress("healthy", rules=[("healthy.example", [path("/", "other", port=80)])])]
+    objects += [documented, mixed, ingress("healthy", rules=[("healthy.example", [path("/", "other", port=80)])])]
     gateway = start(gateway_process, manifests_dir, objects)
 
     # Other Ingresses keep serving.
@@ -340,8 +419,13 @@ def test_ingress_docs_resource_backend_is_rejected_others_keep_serving(
 
     # The rejected Ingresses' routes answer 503 with a JSON body, never reach an upstream.
     failures = []
-    for host, target in [("mixed.example", "/svc"), ("mixed.example", "/svc/x"), ("mixed.example", "/res"),
-                         ("any.example", "/icons"), ("any.example", "/icons/logo.png")]:
+    for host, target in [
+        ("mixed.example", "/svc"),
+        ("mixed.example", "/svc/x"),
+        ("mixed.example", "/res"),
+        ("any.example", "/icons"),
+        ("any.example", "/icons/logo.png"),
+    ]:
         response = send(client, gateway, host, target)
         body = _json(response)
         if response.status_code != 503 or not body.get("error") or "message" not in body:
@@ -357,22 +441,31 @@ def test_conformance_host_rules(
     upstream: Upstreams, manifests_dir: Path, gateway_process: Gateways, client: httpx.Client
 ) -> None:
     servers, objects = echo_services(upstream, "wildcard-foo-com", "foo-bar-com", "exact-foo-com", port=8080)
-    objects.append(ingress("host-rules", rules=[
-        ("*.foo.com", [path("/", "wildcard-foo-com", port=8080)]),
-        ("foo.bar.com", [path("/", "foo-bar-com", port="http")]),
-        # An exact host beats a wildcard that also matches it (DESIGN §5).
-        ("exact.foo.com", [path("/", "exact-foo-com", port=8080)]),
-    ]))
+    objects.append(
+        ingress(
+            "host-rules",
+            rules=[
+                ("*.foo.com", [path("/", "wildcard-foo-com", port=8080)]),
+                ("foo.bar.com", [path("/", "foo-bar-com", port="http")]),
+                # An exact host beats a wildcard that also matches it (DESIGN §5).
+                ("exact.foo.com", [path("/", "exact-foo-com", port=8080)]),
+            ],
+        )
+    )
     gateway = start(gateway_process, manifests_dir, objects)
-    check_routing(client, gateway, [
-        ("foo.bar.com", "/", "foo-bar-com"),
-        ("subdomain.bar.com", "/", None),   # host foo.bar.com does not match subdomain.bar.com
-        ("bar.foo.com", "/", "wildcard-foo-com"),
-        ("baz.bar.foo.com", "/", None),     # the wildcard covers a single DNS label
-        ("foo.com", "/", None),             # ... and not zero labels
-        ("exact.foo.com", "/", "exact-foo-com"),
-        ("bar.com", "/", None),
-    ])
+    check_routing(
+        client,
+        gateway,
+        [
+            ("foo.bar.com", "/", "foo-bar-com"),
+            ("subdomain.bar.com", "/", None),  # host foo.bar.com does not match subdomain.bar.com
+            ("bar.foo.com", "/", "wildcard-foo-com"),
+            ("baz.bar.foo.com", "/", None),  # the wildcard covers a single DNS label
+            ("foo.com", "/", None),  # ... and not zero labels
+            ("exact.foo.com", "/", "exact-foo-com"),
+            ("bar.com", "/", None),
+        ],
+    )
     # The request host the backend sees is the client's.
     assert servers["foo-bar-com"].requests[-1].headers["host"] == "foo.bar.com"
     assert servers["wildcard-foo-com"].requests[-1].headers["host"] == "bar.foo.com"
@@ -382,45 +475,69 @@ def test_conformance_path_rules(
     upstream: Upstreams, manifests_dir: Path, gateway_process: Gateways, client: httpx.Client
 ) -> None:
     _servers, objects = echo_services(
-        upstream, "foo-exact", "foo-prefix", "aaa-slash-bbb-prefix", "aaa-prefix", "aaa-slash-bbb-slash-prefix",
-        "foo-slash-exact", port=8080,
+        upstream,
+        "foo-exact",
+        "foo-prefix",
+        "aaa-slash-bbb-prefix",
+        "aaa-prefix",
+        "aaa-slash-bbb-slash-prefix",
+        "foo-slash-exact",
+        port=8080,
     )
-    objects.append(ingress("path-rules", rules=[
-        ("exact-path-rules", [path("/foo", "foo-exact", path_type="Exact", port=8080)]),
-        ("prefix-path-rules", [
-            path("/foo", "foo-prefix", port=8080),
-            path("/aaa/bbb", "aaa-slash-bbb-prefix", port=8080),
-            path("/aaa", "aaa-prefix", port=8080),
-        ]),
-        ("mixed-path-rules", [
-            path("/foo", "foo-prefix", port=8080),
-            path("/foo", "foo-exact", path_type="Exact", port=8080),
-        ]),
-        ("trailing-slash-path-rules", [
-            path("/aaa/bbb/", "aaa-slash-bbb-slash-prefix", port=8080),
-            path("/foo/", "foo-slash-exact", path_type="Exact", port=8080),
-        ]),
-    ]))
+    objects.append(
+        ingress(
+            "path-rules",
+            rules=[
+                ("exact-path-rules", [path("/foo", "foo-exact", path_type="Exact", port=8080)]),
+                (
+                    "prefix-path-rules",
+                    [
+                        path("/foo", "foo-prefix", port=8080),
+                        path("/aaa/bbb", "aaa-slash-bbb-prefix", port=8080),
+                        path("/aaa", "aaa-prefix", port=8080),
+                    ],
+                ),
+                (
+                    "mixed-path-rules",
+                    [
+                        path("/foo", "foo-prefix", port=8080),
+                        path("/foo", "foo-exact", path_type="Exact", port=8080),
+                    ],
+                ),
+                (
+                    "trailing-slash-path-rules",
+                    [
+                        path("/aaa/bbb/", "aaa-slash-bbb-slash-prefix", port=8080),
+                        path("/foo/", "foo-slash-exact", path_type="Exact", port=8080),
+                    ],
+                ),
+            ],
+        )
+    )
     gateway = start(gateway_process, manifests_dir, objects)
-    check_routing(client, gateway, [
-        ("exact-path-rules", "/foo", "foo-exact"),
-        ("exact-path-rules", "/foo/", None),
-        ("exact-path-rules", "/FOO", None),
-        ("exact-path-rules", "/bar", None),
-        ("prefix-path-rules", "/foo", "foo-prefix"),
-        ("prefix-path-rules", "/foo/", "foo-prefix"),
-        ("prefix-path-rules", "/FOO", None),
-        ("prefix-path-rules", "/aaa/bbb", "aaa-slash-bbb-prefix"),
-        ("prefix-path-rules", "/aaa/bbb/ccc", "aaa-slash-bbb-prefix"),
-        ("prefix-path-rules", "/aaa/ccc", "aaa-prefix"),
-        ("prefix-path-rules", "/aaaccc", None),
-        ("mixed-path-rules", "/foo", "foo-exact"),
-        ("mixed-path-rules", "/foo/", "foo-prefix"),
-        ("trailing-slash-path-rules", "/aaa/bbb", "aaa-slash-bbb-slash-prefix"),
-        ("trailing-slash-path-rules", "/aaa/bbb/", "aaa-slash-bbb-slash-prefix"),
-        ("trailing-slash-path-rules", "/foo", None),
-        ("trailing-slash-path-rules", "/foo/", "foo-slash-exact"),
-    ])
+    check_routing(
+        client,
+        gateway,
+        [
+            ("exact-path-rules", "/foo", "foo-exact"),
+            ("exact-path-rules", "/foo/", None),
+            ("exact-path-rules", "/FOO", None),
+            ("exact-path-rules", "/bar", None),
+            ("prefix-path-rules", "/foo", "foo-prefix"),
+            ("prefix-path-rules", "/foo/", "foo-prefix"),
+            ("prefix-path-rules", "/FOO", None),
+            ("prefix-path-rules", "/aaa/bbb", "aaa-slash-bbb-prefix"),
+            ("prefix-path-rules", "/aaa/bbb/ccc", "aaa-slash-bbb-prefix"),
+            ("prefix-path-rules", "/aaa/ccc", "aaa-prefix"),
+            ("prefix-path-rules", "/aaaccc", None),
+            ("mixed-path-rules", "/foo", "foo-exact"),
+            ("mixed-path-rules", "/foo/", "foo-prefix"),
+            ("trailing-slash-path-rules", "/aaa/bbb", "aaa-slash-bbb-slash-prefix"),
+            ("trailing-slash-path-rules", "/aaa/bbb/", "aaa-slash-bbb-slash-prefix"),
+            ("trailing-slash-path-rules", "/foo", None),
+            ("trailing-slash-path-rules", "/foo/", "foo-slash-exact"),
+        ],
+    )
 
 
 def test_conformance_default_backend_receives_everything(
@@ -429,16 +546,21 @@ def test_conformance_default_backend_receives_everything(
     # The conformance "default-backend" Ingress, which is also the documentation's
     # default-backend-only "test-ingress": no rules, one defaultBackend.
     servers, objects = echo_services(upstream, "echo-service", port=8080)
-    objects.append(ingress_object("default-backend", {
-        "defaultBackend": {"service": {"name": "echo-service", "port": {"number": 8080}}},
-    }))
+    objects.append(
+        ingress_object(
+            "default-backend",
+            {
+                "defaultBackend": {"service": {"name": "echo-service", "port": {"number": 8080}}},
+            },
+        )
+    )
     gateway = start(gateway_process, manifests_dir, objects)
     echo = servers["echo-service"]
     cases = [
         ("GET", "my-host", "/"),
         ("GET", "my-host", "/sub-path"),
         ("POST", "some-host", "/"),
-        ("PUT", "", "/resource"),   # the conformance suite's empty host
+        ("PUT", "", "/resource"),  # the conformance suite's empty host
         ("PUT", f"127.0.0.1:{gateway.port}", "/resource"),
         ("DELETE", "some-host", "/resource"),
         ("PATCH", "my-host", "/resource"),
@@ -446,8 +568,9 @@ def test_conformance_default_backend_receives_everything(
     ]
     for method, host, target in cases:
         content = b"payload" if method in ("POST", "PUT", "PATCH") else None
-        response = send(client, gateway, host, target, method, content=content,
-                        headers={"user-agent": "Go-http-client/1.1"})
+        response = send(
+            client, gateway, host, target, method, content=content, headers={"user-agent": "Go-http-client/1.1"}
+        )
         body = assert_served(response, "echo-service", host=host, target=target)
         assert body["method"] == method
         assert body["body_length"] == (len(content) if content else 0)
@@ -467,30 +590,44 @@ def test_conformance_default_backend_receives_everything(
 def test_conformance_ingress_class_default(
     upstream: Upstreams, manifests_dir: Path, gateway_process: Gateways, client: httpx.Client
 ) -> None:
-    servers, objects = echo_services(upstream, "ingress-class-prefix", "classless", "ours", "by-controller",
-                                     "foreign", "legacy-foreign", port=8080)
+    servers, objects = echo_services(
+        upstream, "ingress-class-prefix", "classless", "ours", "by-controller", "foreign", "legacy-foreign", port=8080
+    )
     objects += [
         ingress_class("custom-class", CONTROLLER),
         ingress_class("foreign-class", "example.com/another-controller"),
-        ingress("test-ingress-class", ingress_class="some-invalid-class-name",
-                rules=[("ingress-class", [path("/", "ingress-class-prefix", port=8080)])]),
+        ingress(
+            "test-ingress-class",
+            ingress_class="some-invalid-class-name",
+            rules=[("ingress-class", [path("/", "ingress-class-prefix", port=8080)])],
+        ),
         ingress("classless", rules=[("classless", [path("/", "classless", port=8080)])]),
         ingress("ours", ingress_class="meta-native", rules=[("ours", [path("/", "ours", port=8080)])]),
-        ingress("by-controller", ingress_class="custom-class",
-                rules=[("by-controller", [path("/", "by-controller", port=8080)])]),
+        ingress(
+            "by-controller",
+            ingress_class="custom-class",
+            rules=[("by-controller", [path("/", "by-controller", port=8080)])],
+        ),
         ingress("foreign", ingress_class="foreign-class", rules=[("foreign", [path("/", "foreign", port=8080)])]),
-        ingress("legacy-foreign", annotations={"kubernetes.io/ingress.class": "nginx"},
-                rules=[("legacy-foreign", [path("/", "legacy-foreign", port=8080)])]),
+        ingress(
+            "legacy-foreign",
+            annotations={"kubernetes.io/ingress.class": "nginx"},
+            rules=[("legacy-foreign", [path("/", "legacy-foreign", port=8080)])],
+        ),
     ]
     gateway = start(gateway_process, manifests_dir, objects)
-    check_routing(client, gateway, [
-        ("ingress-class", "/", None),
-        ("classless", "/", "classless"),
-        ("ours", "/", "ours"),
-        ("by-controller", "/x", "by-controller"),
-        ("foreign", "/", None),
-        ("legacy-foreign", "/", None),
-    ])
+    check_routing(
+        client,
+        gateway,
+        [
+            ("ingress-class", "/", None),
+            ("classless", "/", "classless"),
+            ("ours", "/", "ours"),
+            ("by-controller", "/x", "by-controller"),
+            ("foreign", "/", None),
+            ("legacy-foreign", "/", None),
+        ],
+    )
     assert servers["ingress-class-prefix"].requests == []
     ignored = " ".join(routes_page(gateway)["ignored"])
     assert "default/test-ingress-class" in ignored
@@ -504,19 +641,27 @@ def test_conformance_ingress_class_flag(
     objects += [
         ingress_class("custom-class", CONTROLLER),
         ingress("other", ingress_class="other", rules=[("other", [path("/", "other", port=80)])]),
-        ingress("meta-native", ingress_class="meta-native",
-                rules=[("meta-native", [path("/", "meta-native", port=80)])]),
+        ingress(
+            "meta-native", ingress_class="meta-native", rules=[("meta-native", [path("/", "meta-native", port=80)])]
+        ),
         ingress("classless", rules=[("classless", [path("/", "classless", port=80)])]),
-        ingress("by-controller", ingress_class="custom-class",
-                rules=[("by-controller", [path("/", "by-controller", port=80)])]),
+        ingress(
+            "by-controller",
+            ingress_class="custom-class",
+            rules=[("by-controller", [path("/", "by-controller", port=80)])],
+        ),
     ]
     gateway = start(gateway_process, manifests_dir, objects, extra_args=["--ingress-class", "other"])
-    check_routing(client, gateway, [
-        ("other", "/", "other"),
-        ("meta-native", "/", None),     # no longer our class
-        ("classless", "/", "classless"),
-        ("by-controller", "/", "by-controller"),
-    ])
+    check_routing(
+        client,
+        gateway,
+        [
+            ("other", "/", "other"),
+            ("meta-native", "/", None),  # no longer our class
+            ("classless", "/", "classless"),
+            ("by-controller", "/", "by-controller"),
+        ],
+    )
 
 
 # --- merging Ingresses --------------------------------------------------------------------------
@@ -529,18 +674,36 @@ def test_ingresses_on_one_host_merge_and_the_oldest_wins_a_conflict(
     servers, objects = echo_services(upstream, *names)
     # The newer Ingress comes first in the file and sorts first by name: only its age makes it lose.
     objects += [
-        ingress("a-newer", created="2024-06-01T00:00:00Z", rules=[("merge.example", [
-            path("/shared", "new-shared", port=80),
-            path("/new-only", "new-only", port=80),
-            path("/prefix/", "new-prefix-slash", port=80),   # the same Prefix as /prefix
-            path("/exact", "new-shared", path_type="Exact", port=80),
-        ])]),
-        ingress("z-older", created="2024-01-01T00:00:00Z", rules=[("merge.example", [
-            path("/shared", "old-shared", port=80),
-            path("/old-only", "old-only", port=80),
-            path("/prefix", "old-shared", port=80),
-            path("/exact", "old-exact", path_type="Exact", port=80),
-        ])]),
+        ingress(
+            "a-newer",
+            created="2024-06-01T00:00:00Z",
+            rules=[
+                (
+                    "merge.example",
+                    [
+                        path("/shared", "new-shared", port=80),
+                        path("/new-only", "new-only", port=80),
+                        path("/prefix/", "new-prefix-slash", port=80),  # the same Prefix as /prefix
+                        path("/exact", "new-shared", path_type="Exact", port=80),
+                    ],
+                )
+            ],
+        ),
+        ingress(
+            "z-older",
+            created="2024-01-01T00:00:00Z",
+            rules=[
+                (
+                    "merge.example",
+                    [
+                        path("/shared", "old-shared", port=80),
+                        path("/old-only", "old-only", port=80),
+                        path("/prefix", "old-shared", port=80),
+                        path("/exact", "old-exact", path_type="Exact", port=80),
+                    ],
+                )
+            ],
+        ),
     ]
     # Equal timestamps: namespace, then name, decides.
     stamp = "2024-03-01T00:00:00Z"
@@ -548,26 +711,36 @@ def test_ingresses_on_one_host_merge_and_the_oldest_wins_a_conflict(
         ns_servers, ns_objects = echo_services(upstream, "tie", namespace=namespace)
         servers.update({f"{namespace}/tie": ns_servers["tie"]})
         objects += ns_objects
-        objects.append(ingress("tie", namespace=namespace, created=stamp,
-                               rules=[("tie-namespace.example", [path("/", "tie", port=80)])]))
+        objects.append(
+            ingress(
+                "tie",
+                namespace=namespace,
+                created=stamp,
+                rules=[("tie-namespace.example", [path("/", "tie", port=80)])],
+            )
+        )
     objects += echo_services(upstream, "tie-beta", "tie-alpha")[1]
     objects += [
         ingress("beta", created=stamp, rules=[("tie-name.example", [path("/", "tie-beta", port=80)])]),
         ingress("alpha", created=stamp, rules=[("tie-name.example", [path("/", "tie-alpha", port=80)])]),
     ]
     gateway = start(gateway_process, manifests_dir, objects)
-    check_routing(client, gateway, [
-        ("merge.example", "/new-only", "new-only"),     # both Ingresses' paths are served on the host
-        ("merge.example", "/old-only", "old-only"),
-        ("merge.example", "/shared", "old-shared"),     # conflicting path: the oldest Ingress wins
-        ("merge.example", "/shared/x", "old-shared"),
-        ("merge.example", "/prefix", "old-shared"),     # /prefix/ and /prefix are the same Prefix
-        ("merge.example", "/prefix/", "old-shared"),
-        ("merge.example", "/exact", "old-exact"),
-        ("merge.example", "/nothing", None),
-        ("tie-namespace.example", "/", "ns-a/tie"),
-        ("tie-name.example", "/", "tie-alpha"),
-    ])
+    check_routing(
+        client,
+        gateway,
+        [
+            ("merge.example", "/new-only", "new-only"),  # both Ingresses' paths are served on the host
+            ("merge.example", "/old-only", "old-only"),
+            ("merge.example", "/shared", "old-shared"),  # conflicting path: the oldest Ingress wins
+            ("merge.example", "/shared/x", "old-shared"),
+            ("merge.example", "/prefix", "old-shared"),  # /prefix/ and /prefix are the same Prefix
+            ("merge.example", "/prefix/", "old-shared"),
+            ("merge.example", "/exact", "old-exact"),
+            ("merge.example", "/nothing", None),
+            ("tie-namespace.example", "/", "ns-a/tie"),
+            ("tie-name.example", "/", "tie-alpha"),
+        ],
+    )
     conflicts = routes_page(gateway)["conflicts"]
     losers = {item["route"] for item in conflicts}
     assert any(route.startswith("default/a-newer:merge.example:Prefix:/shared") for route in losers), conflicts
@@ -583,8 +756,7 @@ def test_oldest_creation_timestamp_compares_instants_not_text(
     _servers, objects = echo_services(upstream, "tokyo", "utc")
     objects += [
         ingress("a-utc", created="2024-01-01T02:00:00Z", rules=[("tz.example", [path("/", "utc", port=80)])]),
-        ingress("b-tokyo", created="2024-01-01T10:00:00+09:00",
-                rules=[("tz.example", [path("/", "tokyo", port=80)])]),
+        ingress("b-tokyo", created="2024-01-01T10:00:00+09:00", rules=[("tz.example", [path("/", "tokyo", port=80)])]),
     ]
     gateway = start(gateway_process, manifests_dir, objects)
     check_routing(client, gateway, [("tz.example", "/", "tokyo")])
@@ -600,17 +772,26 @@ def test_service_ports_endpoints_and_round_robin(
     metrics = upstream("multi:metrics")
     # A Service with two ports whose targetPorts differ from the Service ports; the
     # EndpointSlice carries the resolved target port under each Service port's name.
-    multi = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "multi"}, "spec": {"ports": [
-        {"name": "web", "port": 80, "targetPort": 8080},
-        {"name": "metrics", "port": 9000, "targetPort": "metrics-port"},
-    ]}}
+    multi = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "multi"},
+        "spec": {
+            "ports": [
+                {"name": "web", "port": 80, "targetPort": 8080},
+                {"name": "metrics", "port": 9000, "targetPort": "metrics-port"},
+            ]
+        },
+    }
     multi_slice = endpoint_slice("multi", ["127.0.0.1"], port=web.port, port_name="web")
     multi_slice["ports"].append({"name": "metrics", "port": metrics.port})
 
     # An unnamed single-port Service: the slice's port has no name either.
     unnamed = upstream("unnamed")
-    unnamed_objects = [service("unnamed", port=8080, port_name=None),
-                       endpoint_slice("unnamed", ["127.0.0.1"], port=unnamed.port, port_name=None)]
+    unnamed_objects = [
+        service("unnamed", port=8080, port_name=None),
+        endpoint_slice("unnamed", ["127.0.0.1"], port=unnamed.port, port_name=None),
+    ]
 
     # Round robin over two ready endpoints (two slices, since they listen on different ports),
     # with a third, unready endpoint that must get nothing.
@@ -628,55 +809,89 @@ def test_service_ports_endpoints_and_round_robin(
     unknown_slice = endpoint_slice("ready-unknown", ["127.0.0.1"], port=unknown.port)
     del unknown_slice["endpoints"][0]["conditions"]
     other_objects = [
-        service("only-unready"), endpoint_slice("only-unready", [("127.0.0.1", False)], port=only_unready.port),
-        service("ready-unknown"), unknown_slice,
+        service("only-unready"),
+        endpoint_slice("only-unready", [("127.0.0.1", False)], port=only_unready.port),
+        service("ready-unknown"),
+        unknown_slice,
         service("no-endpoints"),
     ]
     app = upstream("app")
     objects = [
-        multi, multi_slice, *unnamed_objects, *rr_objects, *other_objects, *routed_service("app", app.port),
-        ingress("ports", rules=[("ports.example", [
-            path("/web-number", "multi", port=80),
-            path("/web-name", "multi", port="web"),
-            path("/metrics-number", "multi", port=9000),
-            path("/metrics-name", "multi", port="metrics"),
-            path("/unnamed", "unnamed", port=8080),
-            path("/no-such-port-number", "multi", port=81),
-            path("/no-such-port-name", "multi", port="nope"),
-        ])]),
-        ingress("endpoints", rules=[("endpoints.example", [
-            path("/rr", "rr"),
-            path("/only-unready", "only-unready"),
-            path("/ready-unknown", "ready-unknown"),
-            path("/no-endpoints", "no-endpoints"),
-            path("/missing-service", "missing-service"),
-            path("/app", "app"),
-        ])]),
+        multi,
+        multi_slice,
+        *unnamed_objects,
+        *rr_objects,
+        *other_objects,
+        *routed_service("app", app.port),
+        ingress(
+            "ports",
+            rules=[
+                (
+                    "ports.example",
+                    [
+                        path("/web-number", "multi", port=80),
+                        path("/web-name", "multi", port="web"),
+                        path("/metrics-number", "multi", port=9000),
+                        path("/metrics-name", "multi", port="metrics"),
+                        path("/unnamed", "unnamed", port=8080),
+                        path("/no-such-port-number", "multi", port=81),
+                        path("/no-such-port-name", "multi", port="nope"),
+                    ],
+                )
+            ],
+        ),
+        ingress(
+            "endpoints",
+            rules=[
+                (
+                    "endpoints.example",
+                    [
+                        path("/rr", "rr"),
+                        path("/only-unready", "only-unready"),
+                        path("/ready-unknown", "ready-unknown"),
+                        path("/no-endpoints", "no-endpoints"),
+                        path("/missing-service", "missing-service"),
+                        path("/app", "app"),
+                    ],
+                )
+            ],
+        ),
     ]
     gateway = start(gateway_process, manifests_dir, objects)
-    check_routing(client, gateway, [
-        ("ports.example", "/web-number", "multi:web"),
-        ("ports.example", "/web-name", "multi:web"),
-        ("ports.example", "/metrics-number", "multi:metrics"),
-        ("ports.example", "/metrics-name/x", "multi:metrics"),
-        ("ports.example", "/unnamed", "unnamed"),
-        ("endpoints.example", "/ready-unknown", "ready-unknown"),
-        ("endpoints.example", "/app", "app"),
-    ])
+    check_routing(
+        client,
+        gateway,
+        [
+            ("ports.example", "/web-number", "multi:web"),
+            ("ports.example", "/web-name", "multi:web"),
+            ("ports.example", "/metrics-number", "multi:metrics"),
+            ("ports.example", "/metrics-name/x", "multi:metrics"),
+            ("ports.example", "/unnamed", "unnamed"),
+            ("endpoints.example", "/ready-unknown", "ready-unknown"),
+            ("endpoints.example", "/app", "app"),
+        ],
+    )
 
     # No ready endpoint, no endpoints, no Service: 503 JSON, nothing reaches an upstream; the
     # other routes on the same host keep working.
     for target in ("/only-unready", "/no-endpoints", "/missing-service"):
-        assert_error(send(client, gateway, "endpoints.example", target), 503, "no_endpoint",
-                     host="endpoints.example", target=target)
-        assert_served(send(client, gateway, "endpoints.example", "/app"), "app",
-                      host="endpoints.example", target="/app")
+        assert_error(
+            send(client, gateway, "endpoints.example", target),
+            503,
+            "no_endpoint",
+            host="endpoints.example",
+            target=target,
+        )
+        assert_served(
+            send(client, gateway, "endpoints.example", "/app"), "app", host="endpoints.example", target="/app"
+        )
     assert only_unready.requests == []
     # A Service port the Service does not have: 503 too, and neither of its ports is called.
     before = len(web.requests) + len(metrics.requests)
     for target in ("/no-such-port-number", "/no-such-port-name"):
-        assert_error(send(client, gateway, "ports.example", target), 503, "no_endpoint",
-                     host="ports.example", target=target)
+        assert_error(
+            send(client, gateway, "ports.example", target), 503, "no_endpoint", host="ports.example", target=target
+        )
     assert len(web.requests) + len(metrics.requests) == before
 
     total = 40
@@ -700,32 +915,50 @@ def test_query_string_and_host_header_handling(
 ) -> None:
     _servers, objects = echo_services(upstream, "exact-foo", "prefix-app", "wild")
     objects += [
-        ingress("query", rules=[("q.example", [
-            path("/foo", "exact-foo", path_type="Exact", port=80),
-            path("/app", "prefix-app", port=80),
-        ])]),
+        ingress(
+            "query",
+            rules=[
+                (
+                    "q.example",
+                    [
+                        path("/foo", "exact-foo", path_type="Exact", port=80),
+                        path("/app", "prefix-app", port=80),
+                    ],
+                )
+            ],
+        ),
         ingress("wild", rules=[("*.wild.example", [path("/", "wild", port=80)])]),
     ]
     gateway = start(gateway_process, manifests_dir, objects)
 
     # The query string never takes part in matching, and reaches the upstream as sent.
-    check_routing(client, gateway, [
-        ("q.example", "/foo?x=1", "exact-foo"),
-        ("q.example", "/foo?next=/bar&y=2", "exact-foo"),
-        ("q.example", "/app?x=/foo", "prefix-app"),
-        ("q.example", "/app/?q=a%2Fb", "prefix-app"),
-        ("q.example", "/app/sub?x=1&x=2", "prefix-app"),
-        ("q.example", "/foo/?x=1", None),
-        ("q.example", "/bar?p=/foo", None),
-        ("q.example", "/?/foo", None),
-    ])
+    check_routing(
+        client,
+        gateway,
+        [
+            ("q.example", "/foo?x=1", "exact-foo"),
+            ("q.example", "/foo?next=/bar&y=2", "exact-foo"),
+            ("q.example", "/app?x=/foo", "prefix-app"),
+            ("q.example", "/app/?q=a%2Fb", "prefix-app"),
+            ("q.example", "/app/sub?x=1&x=2", "prefix-app"),
+            ("q.example", "/foo/?x=1", None),
+            ("q.example", "/bar?p=/foo", None),
+            ("q.example", "/?/foo", None),
+        ],
+    )
 
     # Host matching ignores case and the port; the upstream gets the client's Host unchanged.
-    for host, target, expected in [("Q.EXAMPLE", "/foo", "exact-foo"), ("q.example:8080", "/foo", "exact-foo"),
-                                   ("Q.Example:1234", "/app/x", "prefix-app"), ("q.example.", "/foo", "exact-foo"),
-                                   ("A.WILD.EXAMPLE:99", "/", "wild"), ("b.Wild.Example", "/z", "wild")]:
+    for host, target, expected in [
+        ("Q.EXAMPLE", "/foo", "exact-foo"),
+        ("q.example:8080", "/foo", "exact-foo"),
+        ("Q.Example:1234", "/app/x", "prefix-app"),
+        ("q.example.", "/foo", "exact-foo"),
+        ("A.WILD.EXAMPLE:99", "/", "wild"),
+        ("b.Wild.Example", "/z", "wild"),
+    ]:
         body = assert_served(send(client, gateway, host, target), expected, host=host, target=target)
         assert body["headers"]["host"] == host, body
-    assert_error(send(client, gateway, "Q.EXAMPLE:8080", "/nope"), 404, "no_route", host="Q.EXAMPLE:8080",
-                 target="/nope")
+    assert_error(
+        send(client, gateway, "Q.EXAMPLE:8080", "/nope"), 404, "no_route", host="Q.EXAMPLE:8080", target="/nope"
+    )
     assert_error(send(client, gateway, "x.y.wild.example", "/"), 404, "no_route", host="x.y.wild.example", target="/")

@@ -9,6 +9,7 @@ own manifests or to stop the process start their own gateway.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import signal
 import socket
@@ -16,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +63,7 @@ class RawResponse:
         return json.loads(self.body)
 
 
-def read_response(rfile: Any, *, method: str = "GET") -> RawResponse:
+def read_response(rfile: io.BufferedReader, *, method: str = "GET") -> RawResponse:
     """Read one response (skipping 1xx) from a buffered socket file; ``complete`` says if it was whole."""
     while True:
         head = b""
@@ -155,7 +157,7 @@ Answer = Callable[[socket.socket, bytes], bool | None]
 """Writes the response to one request (its head given); returning False closes the connection."""
 
 
-def read_request_bytes(rfile: Any) -> bytes | None:
+def read_request_bytes(rfile: io.BufferedReader) -> bytes | None:
     """One whole request (head and body, framing included); None at EOF or if it ended half-way."""
     head = b""
     while True:
@@ -298,8 +300,9 @@ class Env:
         return self.gateway.port
 
     def get(self, host: str, target: str = "/", **kwargs: Any) -> httpx.Response:
-        return httpx.get(self.gateway.url + target, headers={"host": host, **kwargs.pop("headers", {})},
-                         timeout=5, **kwargs)
+        return httpx.get(
+            self.gateway.url + target, headers={"host": host, **kwargs.pop("headers", {})}, timeout=5, **kwargs
+        )
 
 
 @pytest.fixture(scope="module")
@@ -355,8 +358,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         ingress("cut", rules=[("cut.test", [path("/", "cut")])]),
         ingress("framing", rules=[("framing.test", [path("/", "framing")])]),
         ingress("down", rules=[("down.test", [path("/", "down")])]),
-        ingress("broken", rules=[("broken.test", [path("/", "echo")])],
-                annotations={"meta-native.io/plugins": "no-such-plugin"}),
+        ingress(
+            "broken",
+            rules=[("broken.test", [path("/", "echo")])],
+            annotations={"meta-native.io/plugins": "no-such-plugin"},
+        ),
     ]
     base = tmp_path_factory.mktemp("shared-gateway")
     manifests = base / "manifests"
@@ -383,21 +389,33 @@ def assert_clean_log(gateway: GatewayProcess) -> None:
 
 
 def test_hop_by_hop_request_headers_are_stripped(env: Env) -> None:
-    response = env.get("echo.test", "/hop", headers={
-        "Connection": "keep-alive, X-Hop-Secret",
-        "X-Hop-Secret": "must-not-pass",
-        "Keep-Alive": "timeout=5",
-        "Proxy-Connection": "keep-alive",
-        "TE": "trailers",
-        "Trailer": "X-Checksum",
-        "Upgrade": "h2c",
-        "X-End-To-End": "kept",
-    })
+    response = env.get(
+        "echo.test",
+        "/hop",
+        headers={
+            "Connection": "keep-alive, X-Hop-Secret",
+            "X-Hop-Secret": "must-not-pass",
+            "Keep-Alive": "timeout=5",
+            "Proxy-Connection": "keep-alive",
+            "TE": "trailers",
+            "Trailer": "X-Checksum",
+            "Upgrade": "h2c",
+            "X-End-To-End": "kept",
+        },
+    )
     assert response.status_code == 200, response.text
     received = env.echo.requests[-1]
     names = [name for name, _ in received.header_list]
-    for hop in ("connection", "x-hop-secret", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
-                "transfer-encoding"):
+    for hop in (
+        "connection",
+        "x-hop-secret",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "transfer-encoding",
+    ):
         assert hop not in names, f"{hop} reached the upstream: {received.header_list}"
     assert received.headers["x-end-to-end"] == "kept"
 
@@ -429,14 +447,18 @@ def test_forwarding_headers_are_set_from_what_the_gateway_saw(env: Env) -> None:
 
 
 def test_client_forwarding_headers_are_not_trusted_from_an_untrusted_peer(env: Env) -> None:
-    response = env.get("echo.test", "/spoof", headers={
-        "X-Forwarded-For": "203.0.113.9, 198.51.100.7",
-        "X-Real-IP": "203.0.113.9",
-        "Forwarded": "for=203.0.113.9;proto=https",
-        "X-Forwarded-Proto": "https",
-        "X-Forwarded-Host": "evil.example",
-        "X-Forwarded-Port": "443",
-    })
+    response = env.get(
+        "echo.test",
+        "/spoof",
+        headers={
+            "X-Forwarded-For": "203.0.113.9, 198.51.100.7",
+            "X-Real-IP": "203.0.113.9",
+            "Forwarded": "for=203.0.113.9;proto=https",
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "evil.example",
+            "X-Forwarded-Port": "443",
+        },
+    )
     assert response.status_code == 200
     received = env.echo.requests[-1]
     values = dict(received.header_list)
@@ -452,19 +474,30 @@ def test_client_forwarding_headers_are_not_trusted_from_an_untrusted_peer(env: E
     assert "203.0.113.9" not in json.dumps(received.header_list)
 
 
-def test_trusted_proxy_chain_is_kept_and_extended(upstream: Callable[..., RecordingUpstream], manifests_dir: Path,
-                                                  gateway_process: Callable[..., GatewayProcess],
-                                                  tmp_path: Path) -> None:
+def test_trusted_proxy_chain_is_kept_and_extended(
+    upstream: Callable[..., RecordingUpstream],
+    manifests_dir: Path,
+    gateway_process: Callable[..., GatewayProcess],
+    tmp_path: Path,
+) -> None:
     api = upstream("api")
-    write_manifests(manifests_dir, [*routed_service("api", api.port), ingress("api", rules=[("api.test", [path("/", "api")])])])
+    write_manifests(
+        manifests_dir, [*routed_service("api", api.port), ingress("api", rules=[("api.test", [path("/", "api")])])]
+    )
     config = tmp_path / "trusted.yaml"
     config.write_text('server:\n  trusted_proxies: ["127.0.0.0/8"]\n')
     gw = gateway_process(manifests_dir, config=config)
 
-    response = httpx.get(gw.url + "/a", headers={
-        "host": "api.test", "x-forwarded-for": "203.0.113.7, 127.0.0.5", "x-forwarded-proto": "https",
-        "x-real-ip": "6.6.6.6", "forwarded": "for=203.0.113.7",
-    })
+    response = httpx.get(
+        gw.url + "/a",
+        headers={
+            "host": "api.test",
+            "x-forwarded-for": "203.0.113.7, 127.0.0.5",
+            "x-forwarded-proto": "https",
+            "x-real-ip": "6.6.6.6",
+            "forwarded": "for=203.0.113.7",
+        },
+    )
     assert response.status_code == 200
     headers = api.requests[-1].headers
     assert headers["x-forwarded-for"] == "203.0.113.7, 127.0.0.5, 127.0.0.1"
@@ -556,8 +589,7 @@ def test_response_body_streams(env: Env) -> None:
 @pytest.mark.parametrize(
     "request_bytes",
     [
-        b"POST /x HTTP/1.1\r\nHost: framing.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"0\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nHost: framing.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         b"POST /x HTTP/1.1\r\nHost: framing.test\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
         b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: framing.test\r\n\r\n",
         b"POST /x HTTP/1.1\r\nHost: framing.test\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
@@ -570,8 +602,18 @@ def test_response_body_streams(env: Env) -> None:
         b"POST /x HTTP/1.0\r\nHost: framing.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         b"GET /x HTTP/1.1\r\nHost: framing.test\r\nHost: echo.test\r\n\r\n",
     ],
-    ids=["length-and-chunked", "chunked-and-length-smuggling", "two-lengths", "invalid-chunk-size", "gzip",
-         "gzip-chunked", "chunked-identity", "negative-length", "chunked-in-http-1.0", "two-hosts"],
+    ids=[
+        "length-and-chunked",
+        "chunked-and-length-smuggling",
+        "two-lengths",
+        "invalid-chunk-size",
+        "gzip",
+        "gzip-chunked",
+        "chunked-identity",
+        "negative-length",
+        "chunked-in-http-1.0",
+        "two-hosts",
+    ],
 )
 def test_ambiguous_requests_are_rejected_and_never_forwarded(env: Env, request_bytes: bytes) -> None:
     connections, received = env.framing.connections, len(env.framing.received)
@@ -583,9 +625,9 @@ def test_ambiguous_requests_are_rejected_and_never_forwarded(env: Env, request_b
     assert env.framing.connections == connections, "the gateway opened an upstream connection for it"
     assert len(env.framing.received) == received, env.framing.received[received:]
 
-    response = env.get("framing.test", "/next")
-    assert response.status_code == 200
-    assert response.text == "ok"
+    following = env.get("framing.test", "/next")
+    assert following.status_code == 200
+    assert following.text == "ok"
     assert env.framing.received[-1].startswith(b"GET /next HTTP/1.1\r\n")
     assert len(env.framing.received) == received + 1
 
@@ -683,7 +725,9 @@ def test_dot_segments_are_resolved_before_routing(env: Env, target: bytes) -> No
     assert len(env.admin.requests) == admin_before + 1
     received = env.admin.requests[-1].path
     assert received.startswith("/admin")
-    assert ".." not in received and "%2e" not in received.lower() and "/./" not in received
+    assert ".." not in received
+    assert "%2e" not in received.lower()
+    assert "/./" not in received
 
 
 def test_head_request(env: Env) -> None:
@@ -713,18 +757,36 @@ def test_keep_alive_serves_several_requests_on_one_connection(env: Env) -> None:
     assert len({r.client for r in received}) == 1, "the gateway reuses its upstream connection"
 
 
+def test_pipelined_requests_are_answered_in_order(env: Env) -> None:
+    before = len(env.echo.requests)
+    with RawClient(env.port) as client:
+        client.send(
+            b"GET /pipe/1 HTTP/1.1\r\nHost: echo.test\r\n\r\n"
+            b"POST /pipe/2 HTTP/1.1\r\nHost: echo.test\r\nContent-Length: 4\r\n\r\nbody"
+            b"GET /pipe/3 HTTP/1.1\r\nHost: echo.test\r\nConnection: close\r\n\r\n"
+        )
+        responses = [client.response() for _ in range(3)]
+        assert client.at_eof(), "Connection: close is honoured after the last response"
+    assert [r.json()["path"] for r in responses] == ["/pipe/1", "/pipe/2", "/pipe/3"]
+    assert responses[1].json()["body_length"] == 4
+    assert [r.path for r in env.echo.requests[before:]] == ["/pipe/1", "/pipe/2", "/pipe/3"]
+
+
 # --- route table swaps under traffic ---------------------------------------------------------------
 
 
-def test_route_swaps_do_not_disturb_traffic(upstream: Callable[..., RecordingUpstream], manifests_dir: Path,
-                                            gateway_process: Callable[..., GatewayProcess]) -> None:
+def test_route_swaps_do_not_disturb_traffic(
+    upstream: Callable[..., RecordingUpstream], manifests_dir: Path, gateway_process: Callable[..., GatewayProcess]
+) -> None:
     blue, green, other = upstream("blue"), upstream("green"), upstream("other")
 
     def version(web_port: int, with_other: bool) -> list[dict[str, Any]]:
         objects = [*routed_service("web", web_port), ingress("web", rules=[("web.test", [path("/", "web")])])]
         if with_other:
-            objects += [*routed_service("other", other.port),
-                        ingress("other", rules=[("other.test", [path("/", "other")])])]
+            objects += [
+                *routed_service("other", other.port),
+                ingress("other", rules=[("other.test", [path("/", "other")])]),
+            ]
         return objects
 
     write_manifests(manifests_dir, version(blue.port, False))
@@ -753,15 +815,23 @@ def test_route_swaps_do_not_disturb_traffic(upstream: Callable[..., RecordingUps
     def generation() -> int:
         return int(httpx.get(gw.admin_url + "/routes").json()["generation"])
 
+    def newer(than: int) -> bool:
+        return generation() > than
+
     threads = [threading.Thread(target=traffic) for _ in range(4)]
     for thread in threads:
         thread.start()
     try:
-        for web_port, with_other in [(green.port, True), (blue.port, False), (green.port, True),
-                                     (blue.port, True), (green.port, True)]:
+        for web_port, with_other in [
+            (green.port, True),
+            (blue.port, False),
+            (green.port, True),
+            (blue.port, True),
+            (green.port, True),
+        ]:
             before = generation()
             write_manifests(manifests_dir, version(web_port, with_other))
-            wait_until(lambda before=before: generation() > before, timeout=5, message="a new route table")
+            wait_until(partial(newer, before), timeout=5, message="a new route table")
             time.sleep(0.3)
     finally:
         stop.set()
@@ -780,11 +850,41 @@ def test_route_swaps_do_not_disturb_traffic(upstream: Callable[..., RecordingUps
     assert_clean_log(gw)
 
 
+def test_no_404_for_a_configured_route_while_starting(
+    upstream: Callable[..., RecordingUpstream], manifests_dir: Path, gateway_process: Callable[..., GatewayProcess]
+) -> None:
+    """Until its first route table is loaded, the gateway does not know the routes: it must not say 404.
+
+    (Holding the request, refusing the connection or a 503 are all fine; a 404 for a route that is
+    configured is a wrong, cacheable answer.) Many Ingresses make the first load take a moment.
+    """
+    api = upstream("api")
+    objects = [*routed_service("api", api.port), ingress("api", rules=[("api.test", [path("/", "api")])])]
+    for index in range(300):
+        objects += [
+            *routed_service(f"svc{index}", api.port),
+            ingress(f"ing{index}", rules=[(f"host{index}.test", [path("/", f"svc{index}")])]),
+        ]
+    write_manifests(manifests_dir, objects)
+    gw = gateway_process(manifests_dir, wait_ready=False)
+    statuses: list[int] = []
+    deadline = time.monotonic() + 20
+    while statuses.count(200) < 10 and time.monotonic() < deadline:
+        try:
+            statuses.append(httpx.get(gw.url + "/early", headers={"host": "api.test"}, timeout=5).status_code)
+        except httpx.TransportError:
+            time.sleep(0.005)  # not listening yet
+    assert statuses.count(200) == 10
+    assert 404 not in statuses, f"answers while starting: {statuses}"
+    assert set(statuses) <= {200, 503}, statuses
+
+
 # --- shutdown ---------------------------------------------------------------------------------------
 
 
-def test_graceful_shutdown_finishes_in_flight_requests(manifests_dir: Path,
-                                                       gateway_process: Callable[..., GatewayProcess]) -> None:
+def test_graceful_shutdown_finishes_in_flight_requests(
+    manifests_dir: Path, gateway_process: Callable[..., GatewayProcess]
+) -> None:
     def answer_slowly(conn: socket.socket, request: bytes) -> bool:
         time.sleep(1)
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
@@ -792,8 +892,10 @@ def test_graceful_shutdown_finishes_in_flight_requests(manifests_dir: Path,
 
     slow = ScriptedUpstream(answer_slowly).start()
     try:
-        write_manifests(manifests_dir, [*routed_service("slow", slow.port),
-                                        ingress("slow", rules=[("slow.test", [path("/", "slow")])])])
+        write_manifests(
+            manifests_dir,
+            [*routed_service("slow", slow.port), ingress("slow", rules=[("slow.test", [path("/", "slow")])])],
+        )
         gw = gateway_process(manifests_dir)
         result: dict[str, Any] = {}
 
@@ -821,18 +923,77 @@ def test_graceful_shutdown_finishes_in_flight_requests(manifests_dir: Path,
         slow.stop()
 
 
-def test_two_workers_serve_and_stop_cleanly(upstream: Callable[..., RecordingUpstream], manifests_dir: Path,
-                                            gateway_process: Callable[..., GatewayProcess]) -> None:
+def test_client_going_away_mid_response_leaves_nothing_behind(
+    manifests_dir: Path, gateway_process: Callable[..., GatewayProcess], tmp_path: Path
+) -> None:
+    """A client that hangs up mid-download: the upstream connection is closed and the request ends.
+
+    Nothing may stay in flight afterwards: a stuck request would hold shutdown for the whole
+    graceful timeout and then be cancelled with an error.
+    """
+    gone: list[float] = []
+
+    def answer_endlessly(conn: socket.socket, request: bytes) -> bool:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        deadline = time.monotonic() + 10
+        try:
+            while time.monotonic() < deadline:
+                conn.sendall(b"400\r\n" + b"z" * 1024 + b"\r\n")
+                time.sleep(0.02)
+        except OSError:
+            gone.append(time.monotonic())
+        return False
+
+    endless = ScriptedUpstream(answer_endlessly).start()
+    try:
+        write_manifests(
+            manifests_dir,
+            [*routed_service("endless", endless.port), ingress("e", rules=[("endless.test", [path("/", "endless")])])],
+        )
+        config = tmp_path / "gateway.yaml"
+        config.write_text("server:\n  graceful_timeout: 3\n")
+        gw = gateway_process(manifests_dir, config=config)
+        with RawClient(gw.port) as client:
+            client.send(b"GET /forever HTTP/1.1\r\nHost: endless.test\r\n\r\n")
+            assert client.rfile.readline().startswith(b"HTTP/1.1 200")
+            client.rfile.read(4096)  # some of the body arrived
+            left = time.monotonic()
+        wait_until(lambda: bool(gone), timeout=3, message="the upstream connection to be closed")
+        assert gone[0] - left < 1.5
+        time.sleep(0.3)
+
+        assert gw.process is not None
+        stopping = time.monotonic()
+        gw.signal(signal.SIGTERM)
+        assert gw.process.wait(10) == 0
+        assert time.monotonic() - stopping < 2, "shutdown waited for a request that should be over"
+        assert_clean_log(gw)
+    finally:
+        endless.stop()
+
+
+def test_two_workers_serve_and_stop_cleanly(
+    upstream: Callable[..., RecordingUpstream], manifests_dir: Path, gateway_process: Callable[..., GatewayProcess]
+) -> None:
     api = upstream("api")
-    write_manifests(manifests_dir, [*routed_service("api", api.port),
-                                    ingress("api", rules=[("api.test", [path("/", "api")])])])
+    write_manifests(
+        manifests_dir, [*routed_service("api", api.port), ingress("api", rules=[("api.test", [path("/", "api")])])]
+    )
     gw = gateway_process(manifests_dir, workers=2)
+    # /ready answers from whichever worker takes the admin connection; let both load their table
+    # (a worker serving before that is test_no_404_for_a_configured_route_while_starting's subject).
+    wait_until(
+        lambda: all(httpx.get(gw.url, headers={"host": "api.test"}).status_code == 200 for _ in range(10)),
+        timeout=10,
+        message="both workers serving",
+    )
+    api.requests.clear()
     for index in range(20):
         response = httpx.get(f"{gw.url}/w/{index}", headers={"host": "api.test"}, timeout=5)
         assert response.status_code == 200, f"request {index}: {response.status_code} {response.text}\n{gw.log()}"
     assert len(api.requests) == 20
     metrics = httpx.get(gw.admin_url + "/metrics").text
-    assert 'gateway_requests_total{route=' in metrics
+    assert "gateway_requests_total{route=" in metrics
     assert gw.process is not None
     gw.signal(signal.SIGTERM)
     assert gw.process.wait(15) == 0

@@ -31,6 +31,7 @@ from gateway_core.transport.pool import HIGH_WATER, ConnectionPool
 
 # --- a scriptable upstream ---------------------------------------------------------------
 
+
 @dataclass
 class Received:
     """One request exactly as the upstream received it."""
@@ -114,8 +115,15 @@ class ServerConnection:
     def write(self, data: bytes) -> None:
         self.writer.write(data)
 
-    async def respond(self, status: int = 200, body: bytes = b"", *, reason: str = "OK",
-                      headers: Iterable[tuple[str, str]] = (), length: bool = True) -> None:
+    async def respond(
+        self,
+        status: int = 200,
+        body: bytes = b"",
+        *,
+        reason: str = "OK",
+        headers: Iterable[tuple[str, str]] = (),
+        length: bool = True,
+    ) -> None:
         """Write a whole response (with Content-Length unless ``length=False``) and drain."""
         head = f"HTTP/1.1 {status} {reason}\r\n"
         for name, value in headers:
@@ -136,6 +144,7 @@ class ServerConnection:
 
         When the handler is itself waiting for a request, this only waits for it to see EOF.
         """
+
         async def drain() -> None:
             if self.reading:
                 await self.peer_closed.wait()
@@ -264,8 +273,9 @@ def pool(make_pool: Callable[..., ConnectionPool]) -> ConnectionPool:
     return make_pool()
 
 
-def request(method: str = "GET", target: str = "/", *, body: Any = None,
-            headers: Iterable[tuple[str, str]] = ()) -> UpstreamRequest:
+def request(
+    method: str = "GET", target: str = "/", *, body: Any = None, headers: Iterable[tuple[str, str]] = ()
+) -> UpstreamRequest:
     """An upstream request with a Host header."""
     raw = [(b"host", b"upstream.test")]
     raw += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
@@ -307,8 +317,9 @@ async def until(predicate: Callable[[], bool], within: float = 2.0) -> None:
 # --- keep-alive and response framing --------------------------------------------------------
 
 
-async def test_sequential_requests_reuse_one_connection(serve: Callable[..., Awaitable[RawUpstream]],
-                                                        pool: ConnectionPool) -> None:
+async def test_sequential_requests_reuse_one_connection(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
     release = asyncio.Event()
 
     async def handler(connection: ServerConnection) -> None:
@@ -336,8 +347,9 @@ async def test_sequential_requests_reuse_one_connection(serve: Callable[..., Awa
     assert [r.target for r in server.connections[0].requests] == ["/one", "/two"]
 
 
-async def test_concurrent_requests_use_separate_connections(serve: Callable[..., Awaitable[RawUpstream]],
-                                                            pool: ConnectionPool) -> None:
+async def test_concurrent_requests_use_separate_connections(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
     arrived = 0
     both_in = asyncio.Event()
 
@@ -361,8 +373,9 @@ async def test_concurrent_requests_use_separate_connections(serve: Callable[...,
     assert pool.stats() == {server.endpoint: PoolStats(idle=2, active=0)}
 
 
-async def test_chunked_response_with_extensions_and_trailers(serve: Callable[..., Awaitable[RawUpstream]],
-                                                            pool: ConnectionPool) -> None:
+async def test_chunked_response_with_extensions_and_trailers(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
     async def handler(connection: ServerConnection) -> None:
         while await connection.read_request() is not None:
             connection.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -400,8 +413,9 @@ async def test_close_delimited_response(serve: Callable[..., Awaitable[RawUpstre
     assert len(server.connections) == 2
 
 
-async def test_large_content_length_response_arrives_whole(serve: Callable[..., Awaitable[RawUpstream]],
-                                                           pool: ConnectionPool) -> None:
+async def test_large_content_length_response_arrives_whole(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
     payload = bytes(range(256)) * 4096 * 3  # 3 MiB
 
     async def handler(connection: ServerConnection) -> None:
@@ -417,11 +431,12 @@ async def test_large_content_length_response_arrives_whole(serve: Callable[..., 
 
 @pytest.mark.parametrize(
     ("status", "extra"),
-    [(204, ""), (304, "Content-Length: 1234\r\nETag: \"v1\"\r\n"), (204, "Transfer-Encoding: chunked\r\n")],
+    [(204, ""), (304, 'Content-Length: 1234\r\nETag: "v1"\r\n'), (204, "Transfer-Encoding: chunked\r\n")],
     ids=["204", "304-with-content-length", "204-claiming-chunked"],
 )
-async def test_bodyless_statuses_then_reuse(serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool,
-                                            status: int, extra: str) -> None:
+async def test_bodyless_statuses_then_reuse(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool, status: int, extra: str
+) -> None:
     async def handler(connection: ServerConnection) -> None:
         if await connection.read_request() is not None:
             connection.write(f"HTTP/1.1 {status} Whatever\r\n{extra}\r\n".encode())
@@ -437,8 +452,9 @@ async def test_bodyless_statuses_then_reuse(serve: Callable[..., Awaitable[RawUp
     assert len(server.connections) == 1
 
 
-async def test_head_response_has_no_body_and_connection_is_reused(serve: Callable[..., Awaitable[RawUpstream]],
-                                                                  pool: ConnectionPool) -> None:
+async def test_head_response_has_no_body_and_connection_is_reused(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
     async def handler(connection: ServerConnection) -> None:
         while (received := await connection.read_request()) is not None:
             if received.method == "HEAD":
@@ -465,8 +481,9 @@ async def test_head_response_has_no_body_and_connection_is_reused(serve: Callabl
 
 
 @pytest.mark.parametrize("separate_packets", [False, True], ids=["one-packet", "separate-packets"])
-async def test_interim_responses_are_skipped(serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool,
-                                             separate_packets: bool) -> None:
+async def test_interim_responses_are_skipped(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool, separate_packets: bool
+) -> None:
     parts = [
         b"HTTP/1.1 100 Continue\r\n\r\n",
         b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n",
@@ -519,7 +536,8 @@ async def test_response_consumed_with_take(serve: Callable[..., Awaitable[RawUps
 
 
 async def test_request_body_with_known_length_is_sent_with_content_length(
-        serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool) -> None:
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
     server = await serve()
     body = Body([b"hello ", b"", b"world"], 11)
     response = await pool.send(request("PUT", "/upload", body=body), server.endpoint, Timeouts())
@@ -532,7 +550,8 @@ async def test_request_body_with_known_length_is_sent_with_content_length(
 
 
 async def test_request_body_of_unknown_length_is_sent_chunked(
-        serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool) -> None:
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
     server = await serve()
     body = Body([b"hello", b"", b" big", b" world"], None)  # an empty part must not end the body early
     response = await pool.send(request("POST", body=body), server.endpoint, Timeouts())
@@ -552,7 +571,8 @@ async def test_request_body_of_unknown_length_is_sent_chunked(
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
 async def test_bodyless_request_with_a_body_method_gets_content_length_zero(
-        serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool, method: str) -> None:
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool, method: str
+) -> None:
     server = await serve()
     response = await pool.send(request(method), server.endpoint, Timeouts())
     await read_all(response.body)
@@ -562,8 +582,9 @@ async def test_bodyless_request_with_a_body_method_gets_content_length_zero(
     assert received.header("transfer-encoding") is None
 
 
-async def test_bodyless_get_carries_no_framing_headers(serve: Callable[..., Awaitable[RawUpstream]],
-                                                       pool: ConnectionPool) -> None:
+async def test_bodyless_get_carries_no_framing_headers(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
     server = await serve()
     response = await pool.send(request("GET", "/p?q=1", headers=[("X-Custom", "v")]), server.endpoint, Timeouts())
     await read_all(response.body)
@@ -587,8 +608,9 @@ async def test_large_streamed_request_body(serve: Callable[..., Awaitable[RawUps
 # --- stale and broken connections ------------------------------------------------------------
 
 
-async def test_idle_connection_closed_by_server_is_replaced(serve: Callable[..., Awaitable[RawUpstream]],
-                                                            pool: ConnectionPool) -> None:
+async def test_idle_connection_closed_by_server_is_replaced(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
     async def handler(connection: ServerConnection) -> None:
         if await connection.read_request() is not None:
             await connection.respond(200, b"once")  # keep-alive response, then the server hangs up
@@ -604,7 +626,8 @@ async def test_idle_connection_closed_by_server_is_replaced(serve: Callable[...,
 
 
 async def test_reused_connection_closed_before_answering_is_retried_for_a_bodyless_request(
-        serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool) -> None:
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
     """The keep-alive race: the server takes the next request on an idle connection and closes it."""
 
     async def handler(connection: ServerConnection) -> None:
@@ -625,7 +648,8 @@ async def test_reused_connection_closed_before_answering_is_retried_for_a_bodyle
 
 
 async def test_reused_connection_closed_before_answering_is_not_retried_with_a_body(
-        serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool) -> None:
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
     async def handler(connection: ServerConnection) -> None:
         await connection.read_request()
         await connection.respond(200, b"first")
@@ -640,8 +664,36 @@ async def test_reused_connection_closed_before_answering_is_not_retried_with_a_b
     assert len(server.connections) == 1, "a request body cannot be replayed, so no retry"
 
 
-async def test_fresh_connection_closed_before_answering_raises(serve: Callable[..., Awaitable[RawUpstream]],
-                                                               pool: ConnectionPool) -> None:
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+async def test_non_idempotent_request_is_never_retried(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool, method: str
+) -> None:
+    """RFC 9110 §9.2.2: "A proxy MUST NOT automatically retry non-idempotent requests."
+
+    The upstream read the request before it hung up, so it may have acted on it; a bodyless
+    POST (parameters in the query) is as unsafe to send twice as one with a body.
+    """
+
+    async def handler(connection: ServerConnection) -> None:
+        if connection.index == 0:
+            await connection.read_request()
+            await connection.respond(200, b"first")
+            await connection.read_request()  # took the POST, then went away without answering
+            return
+        await serve_ok(connection, b"second")
+
+    server = await serve(handler)
+    response = await pool.send(request(), server.endpoint, Timeouts())
+    assert await read_all(response.body) == b"first"
+    with pytest.raises(UpstreamClosedError):
+        await pool.send(request(method, "/charge?amount=10"), server.endpoint, Timeouts(read=2))
+    charged = [r for r in server.requests if r.target == "/charge?amount=10"]
+    assert len(charged) == 1, f"the {method} reached the upstream {len(charged)} times"
+
+
+async def test_fresh_connection_closed_before_answering_raises(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
     async def handler(connection: ServerConnection) -> None:
         await connection.read_request()
 
@@ -664,7 +716,7 @@ async def test_connection_refused(pool: ConnectionPool) -> None:
 
 async def test_unresolvable_host_is_a_connect_error(pool: ConnectionPool) -> None:
     with pytest.raises(UpstreamConnectError):
-        await pool.send(request(), Endpoint("no-such-host.invalid", 80), Timeouts(connect=5))
+        await pool.send(request(), Endpoint("no-such-host.invalid", 80), Timeouts(connect=10))
 
 
 async def test_connect_timeout(pool: ConnectionPool) -> None:
@@ -694,8 +746,9 @@ async def test_connect_timeout(pool: ConnectionPool) -> None:
         listener.close()
 
 
-async def test_read_timeout_when_the_server_never_answers(serve: Callable[..., Awaitable[RawUpstream]],
-                                                          pool: ConnectionPool) -> None:
+async def test_read_timeout_when_the_server_never_answers(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
     async def handler(connection: ServerConnection) -> None:
         await connection.read_request()
         await connection.wait_peer_closed(10)
@@ -710,8 +763,9 @@ async def test_read_timeout_when_the_server_never_answers(serve: Callable[..., A
     assert await server.connections[0].wait_peer_closed(1), "the timed-out connection is closed"
 
 
-async def test_read_timeout_between_body_chunks(serve: Callable[..., Awaitable[RawUpstream]],
-                                                pool: ConnectionPool) -> None:
+async def test_read_timeout_between_body_chunks(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
     async def handler(connection: ServerConnection) -> None:
         await connection.read_request()
         connection.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nsome of it")
@@ -729,8 +783,9 @@ async def test_read_timeout_between_body_chunks(serve: Callable[..., Awaitable[R
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 @pytest.mark.parametrize("how", ["reset", "close"])
-async def test_server_failing_mid_body(serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool,
-                                       framing: str, how: str) -> None:
+async def test_server_failing_mid_body(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool, framing: str, how: str
+) -> None:
     async def handler(connection: ServerConnection) -> None:
         await connection.read_request()
         if framing == "chunked":
@@ -761,11 +816,19 @@ async def test_server_failing_mid_body(serve: Callable[..., Awaitable[RawUpstrea
         b"HTTP/1.1 200 OK\r\nBad Header Name: x\r\nContent-Length: 0\r\n\r\n",
         b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
     ],
-    ids=["garbage", "bad-status", "conflicting-lengths", "length-and-chunked", "negative-length",
-         "bad-header-name", "unexpected-upgrade"],
+    ids=[
+        "garbage",
+        "bad-status",
+        "conflicting-lengths",
+        "length-and-chunked",
+        "negative-length",
+        "bad-header-name",
+        "unexpected-upgrade",
+    ],
 )
-async def test_invalid_response_head_is_a_protocol_error(serve: Callable[..., Awaitable[RawUpstream]],
-                                                         pool: ConnectionPool, answer: bytes) -> None:
+async def test_invalid_response_head_is_a_protocol_error(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool, answer: bytes
+) -> None:
     async def handler(connection: ServerConnection) -> None:
         await connection.read_request()
         connection.write(answer)
@@ -778,8 +841,9 @@ async def test_invalid_response_head_is_a_protocol_error(serve: Callable[..., Aw
     assert await server.connections[0].wait_peer_closed(1)
 
 
-async def test_invalid_chunk_in_body_is_a_protocol_error(serve: Callable[..., Awaitable[RawUpstream]],
-                                                        pool: ConnectionPool) -> None:
+async def test_invalid_chunk_in_body_is_a_protocol_error(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
     async def handler(connection: ServerConnection) -> None:
         await connection.read_request()
         connection.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
@@ -808,8 +872,9 @@ def pattern_block(index: int) -> bytes:
     return index.to_bytes(4, "big") * (BLOCK // 4)
 
 
-async def test_large_response_read_slowly_keeps_memory_bounded(serve: Callable[..., Awaitable[RawUpstream]],
-                                                               pool: ConnectionPool) -> None:
+async def test_large_response_read_slowly_keeps_memory_bounded(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
     blocks = 128  # 8 MiB
     total = blocks * BLOCK
     progress = {"written": 0}
@@ -857,8 +922,9 @@ async def test_large_response_read_slowly_keeps_memory_bounded(serve: Callable[.
     assert pool.stats() == {server.endpoint: PoolStats(idle=1, active=0)}
 
 
-async def test_slow_client_is_not_an_upstream_read_timeout(serve: Callable[..., Awaitable[RawUpstream]],
-                                                           pool: ConnectionPool) -> None:
+async def test_slow_client_is_not_an_upstream_read_timeout(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
     """While reading is paused for a slow consumer, the upstream is not 'silent'."""
     blocks = 64  # 4 MiB
 
@@ -879,7 +945,8 @@ async def test_slow_client_is_not_an_upstream_read_timeout(serve: Callable[..., 
 
 
 async def test_upstream_not_reading_the_request_body_is_a_write_timeout(
-        serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool) -> None:
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
     async def handler(connection: ServerConnection) -> None:
         await connection.reader.readuntil(b"\r\n\r\n")  # the head, then never read again
         await asyncio.sleep(10)
@@ -898,8 +965,9 @@ async def test_upstream_not_reading_the_request_body_is_a_write_timeout(
 # --- pool bookkeeping --------------------------------------------------------------------------
 
 
-async def test_max_idle_caps_idle_connections(serve: Callable[..., Awaitable[RawUpstream]],
-                                              make_pool: Callable[..., ConnectionPool]) -> None:
+async def test_max_idle_caps_idle_connections(
+    serve: Callable[..., Awaitable[RawUpstream]], make_pool: Callable[..., ConnectionPool]
+) -> None:
     pool = make_pool(max_idle=2)
     waiting = 0
     all_in = asyncio.Event()
@@ -928,8 +996,9 @@ async def test_max_idle_caps_idle_connections(serve: Callable[..., Awaitable[Raw
     assert len(server.connections) == 3
 
 
-async def test_max_idle_counts_across_endpoints(serve: Callable[..., Awaitable[RawUpstream]],
-                                                make_pool: Callable[..., ConnectionPool]) -> None:
+async def test_max_idle_counts_across_endpoints(
+    serve: Callable[..., Awaitable[RawUpstream]], make_pool: Callable[..., ConnectionPool]
+) -> None:
     pool = make_pool(max_idle=1)
     first, second = await serve(), await serve()
     for server in (first, second):
@@ -939,8 +1008,9 @@ async def test_max_idle_counts_across_endpoints(serve: Callable[..., Awaitable[R
     assert await second.connections[0].wait_peer_closed(1)
 
 
-async def test_keep_alive_disabled(serve: Callable[..., Awaitable[RawUpstream]],
-                                   make_pool: Callable[..., ConnectionPool]) -> None:
+async def test_keep_alive_disabled(
+    serve: Callable[..., Awaitable[RawUpstream]], make_pool: Callable[..., ConnectionPool]
+) -> None:
     pool = make_pool(max_idle=0, keep_alive=False)
     server = await serve()
     for _ in range(2):
@@ -953,12 +1023,15 @@ async def test_keep_alive_disabled(serve: Callable[..., Awaitable[RawUpstream]],
 
 @pytest.mark.parametrize(
     "answer",
-    [b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
-     b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"],
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    ],
     ids=["connection-close", "http-1.0"],
 )
-async def test_server_not_keeping_alive_is_not_reused(serve: Callable[..., Awaitable[RawUpstream]],
-                                                      pool: ConnectionPool, answer: bytes) -> None:
+async def test_server_not_keeping_alive_is_not_reused(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool, answer: bytes
+) -> None:
     async def handler(connection: ServerConnection) -> None:
         while await connection.read_request() is not None:
             connection.write(answer)  # ... and keep the socket open: the pool must not reuse it
@@ -971,8 +1044,9 @@ async def test_server_not_keeping_alive_is_not_reused(serve: Callable[..., Await
     assert await server.connections[0].wait_peer_closed(1)
 
 
-async def test_idle_timeout_closes_idle_connections(serve: Callable[..., Awaitable[RawUpstream]],
-                                                    make_pool: Callable[..., ConnectionPool]) -> None:
+async def test_idle_timeout_closes_idle_connections(
+    serve: Callable[..., Awaitable[RawUpstream]], make_pool: Callable[..., ConnectionPool]
+) -> None:
     pool = make_pool(idle_timeout=0.2)
     server = await serve()
     response = await pool.send(request(), server.endpoint, Timeouts())
@@ -986,8 +1060,9 @@ async def test_idle_timeout_closes_idle_connections(serve: Callable[..., Awaitab
     assert len(server.connections) == 2
 
 
-async def test_body_closed_early_does_not_return_the_connection(serve: Callable[..., Awaitable[RawUpstream]],
-                                                                pool: ConnectionPool) -> None:
+async def test_body_closed_early_does_not_return_the_connection(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
     async def handler(connection: ServerConnection) -> None:
         while await connection.read_request() is not None:
             connection.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst part")
@@ -1005,8 +1080,38 @@ async def test_body_closed_early_does_not_return_the_connection(serve: Callable[
     response.body.close()
 
 
-async def test_early_response_during_upload_is_not_reused(serve: Callable[..., Awaitable[RawUpstream]],
-                                                          pool: ConnectionPool) -> None:
+async def test_close_wakes_a_pending_read(serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool) -> None:
+    """``close()`` from another task (the proxy's client-disconnect watcher) ends a ``read()`` waiting on it.
+
+    Otherwise the reading task waits forever: the connection is gone, so neither data, nor
+    EOF, nor the read timeout will ever wake it.
+    """
+
+    async def handler(connection: ServerConnection) -> None:
+        await connection.read_request()
+        connection.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst part")
+        await connection.wait_peer_closed(5)  # ... and the rest never comes
+
+    server = await serve(handler)
+    response = await pool.send(request(), server.endpoint, Timeouts(read=0.3))
+    assert await response.body.read() == b"first part"
+    reader = asyncio.ensure_future(response.body.read())
+    await asyncio.sleep(0.05)
+    assert not reader.done()
+    response.body.close()
+    done, _ = await asyncio.wait({reader}, timeout=1)
+    if not done:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+    assert done, "read() still waits after close()"
+    with contextlib.suppress(UpstreamClosedError):
+        assert reader.result() == b""
+    assert await server.connections[0].wait_peer_closed(1)
+
+
+async def test_early_response_during_upload_is_not_reused(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
     """The upstream answers (413) before the body is sent: the rest of the body is not sent."""
 
     async def handler(connection: ServerConnection) -> None:
@@ -1024,8 +1129,41 @@ async def test_early_response_during_upload_is_not_reused(serve: Callable[..., A
     await until(lambda: pool.stats() == {})
 
 
-async def test_aclose_closes_idle_and_active_connections(serve: Callable[..., Awaitable[RawUpstream]],
-                                                         make_pool: Callable[..., ConnectionPool]) -> None:
+async def test_early_response_is_returned_while_the_client_is_still_uploading(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool
+) -> None:
+    """The Transport contract: ``send`` returns "as soon as the head is in".
+
+    An upstream that refuses an upload at once (401, 413) must not wait for the client's
+    next body chunk to be heard; a client pausing its upload would otherwise hold it for
+    as long as it pauses.
+    """
+
+    async def handler(connection: ServerConnection) -> None:
+        await connection.reader.readuntil(b"\r\n\r\n")
+        await connection.respond(413, b"too big", reason="Content Too Large")
+        await connection.wait_peer_closed(5)
+
+    class PausingBody:
+        content_length = 2048
+
+        async def chunks(self) -> AsyncIterator[bytes]:
+            yield b"x" * 1024
+            await asyncio.sleep(1.0)  # the client pauses mid-upload
+            yield b"x" * 1024
+
+    server = await serve(handler)
+    started = time.monotonic()
+    response = await pool.send(request("POST", body=PausingBody()), server.endpoint, Timeouts(read=5))
+    elapsed = time.monotonic() - started
+    assert response.status == 413
+    assert await read_all(response.body) == b"too big"
+    assert elapsed < 0.5, f"the upstream's answer waited {elapsed:.2f}s for the client's next chunk"
+
+
+async def test_aclose_closes_idle_and_active_connections(
+    serve: Callable[..., Awaitable[RawUpstream]], make_pool: Callable[..., ConnectionPool]
+) -> None:
     pool = make_pool()
 
     async def handler(connection: ServerConnection) -> None:
@@ -1052,8 +1190,9 @@ async def test_aclose_closes_idle_and_active_connections(serve: Callable[..., Aw
 
 
 @pytest.mark.parametrize("size", [10, 2 * 1024 * 1024], ids=["small-response", "large-response"])
-async def test_cancelled_send_does_not_leak_its_connection(serve: Callable[..., Awaitable[RawUpstream]],
-                                                           pool: ConnectionPool, size: int) -> None:
+async def test_cancelled_send_does_not_leak_its_connection(
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool, size: int
+) -> None:
     """A caller that gives up (a plugin's own timeout, a cancelled task) must not strand the connection.
 
     The late response nobody will read must not keep the connection busy: it is either closed
@@ -1063,7 +1202,7 @@ async def test_cancelled_send_does_not_leak_its_connection(serve: Callable[..., 
     async def handler(connection: ServerConnection) -> None:
         while (received := await connection.read_request()) is not None:
             if received.target == "/slow":
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(0.2)
                 await connection.respond(200, b"x" * size)
             else:
                 await connection.respond(200, b"fast")
@@ -1071,22 +1210,25 @@ async def test_cancelled_send_does_not_leak_its_connection(serve: Callable[..., 
     server = await serve(handler)
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.1):
-            await pool.send(request(target="/slow"), server.endpoint, Timeouts(read=1))
-    await asyncio.sleep(1.2)  # the late response has arrived; the read timeout has passed too
+            await pool.send(request(target="/slow"), server.endpoint, Timeouts(read=0.4))
+    await asyncio.sleep(0.7)  # the late response has arrived; the read timeout has passed too
     assert all(stats.active == 0 for stats in pool.stats().values()), pool.stats()
-    response = await pool.send(request(target="/fast"), server.endpoint, Timeouts(read=1))
+    response = await pool.send(request(target="/fast"), server.endpoint, Timeouts(read=0.4))
     assert await read_all(response.body) == b"fast"
 
 
 @pytest.mark.parametrize(
     "unsolicited",
-    [b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled",
-     b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nsmug",
-     b"trailing garbage"],
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nsmug",
+        b"trailing garbage",
+    ],
     ids=["whole-response", "partial-response", "garbage"],
 )
 async def test_data_on_an_idle_connection_does_not_answer_the_next_request(
-        serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool, unsolicited: bytes) -> None:
+    serve: Callable[..., Awaitable[RawUpstream]], pool: ConnectionPool, unsolicited: bytes
+) -> None:
     """Bytes an upstream sends while no request is outstanding must never be taken for a later answer."""
 
     async def handler(connection: ServerConnection) -> None:
@@ -1099,8 +1241,8 @@ async def test_data_on_an_idle_connection_does_not_answer_the_next_request(
                 connection.write(unsolicited)  # a broken upstream: an answer nobody asked for
 
     server = await serve(handler)
-    response = await pool.send(request(), server.endpoint, Timeouts(read=1))
+    response = await pool.send(request(), server.endpoint, Timeouts(read=0.5))
     assert await read_all(response.body) == b"real"
     await asyncio.sleep(0.2)
-    response = await pool.send(request(), server.endpoint, Timeouts(read=1))
+    response = await pool.send(request(), server.endpoint, Timeouts(read=0.5))
     assert await read_all(response.body) == b"real"
