@@ -163,3 +163,29 @@ def test_version() -> None:
     result = gateway("--version")
     assert result.returncode == 0
     assert result.stdout.startswith("gateway, version ")
+
+
+def test_plugins_add_cli_commands_through_the_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    import click
+    from click.testing import CliRunner
+
+    from gateway_core import cli, hookimpl
+    from gateway_core.plugin_manager import get_plugin_manager
+
+    class Commands:
+        @hookimpl
+        def gateway_cli_commands(self) -> list[click.Command]:
+            @click.command("hello")
+            def hello() -> None:
+                """Say hello."""
+                click.echo("hello from a plugin")
+
+            return [hello]
+
+    monkeypatch.setattr(
+        cli, "get_plugin_manager", lambda **_: get_plugin_manager(plugins=[Commands()], load_entry_points=False)
+    )
+    runner = CliRunner()
+    assert runner.invoke(cli.main, ["hello"]).output == "hello from a plugin\n"
+    assert "hello" in runner.invoke(cli.main, ["--help"]).output
+    assert runner.invoke(cli.main, ["nope"]).exit_code == 2

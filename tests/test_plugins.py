@@ -381,3 +381,52 @@ def test_plugin_specs_refuse_lenient_config_models() -> None:
 
     with pytest.raises(Exception, match="extra='forbid'"):
         PluginSpec(name="lenient", factory=lambda config, binding: object(), config_model=Lenient)
+
+
+class Refuser(Plugin):
+    """Raises the gateway's own errors from on_request, and retries the upstream call."""
+
+    async def on_request(self, ctx: RequestContext) -> LocalResponse | None:
+        if ctx.path == "/timeout":
+            from gateway_core.errors import UpstreamTimeoutError
+
+            raise UpstreamTimeoutError("the plugin's own side call timed out")
+        return None
+
+    async def around_upstream(self, ctx: RequestContext, call_next: CallNext) -> UpstreamResponse:
+        first = await call_next()
+        if ctx.path != "/retry":
+            return first
+        first.body.close()
+        return await call_next()  # a second attempt: fine without a body, refused with one
+
+
+class RefuserPlugins:
+    @hookimpl
+    def gateway_plugin_specs(self) -> Sequence[PluginSpec[Any]]:
+        return [PluginSpec(name="refuser", factory=lambda config, binding: Refuser())]
+
+
+def test_gateway_errors_from_plugins_keep_their_status_and_bodies_stream_once(
+    upstream: UpstreamFactory, manifests_dir: Path, in_process_gateway: GatewayFactory
+) -> None:
+    api = upstream("api")
+    write_manifests(
+        manifests_dir,
+        [
+            *routed_service("api", api.port),
+            annotated("app", "app.local", "api", {"meta-native.io/plugins": "refuser"}),
+        ],
+    )
+    settings = load_settings(None, {"manifests": {"dir": str(manifests_dir)}, "log": {"level": "warning"}})
+    gateway = in_process_gateway(settings=settings, plugins=[RefuserPlugins()], load_entry_points=False)
+    timed_out = httpx.get(gateway.url + "/timeout", headers={"host": "app.local"})
+    assert timed_out.status_code == 504
+    assert timed_out.json()["error"] == "upstream_timeout"
+
+    assert httpx.get(gateway.url + "/retry", headers={"host": "app.local"}).status_code == 200
+    assert [r.method for r in api.requests] == ["GET", "GET"]  # bodyless: sent twice
+    refused = httpx.post(gateway.url + "/retry", headers={"host": "app.local"}, content=b"payload")
+    assert refused.status_code == 502
+    assert refused.json()["error"] == "body_not_replayable"
+    assert [len(r.body) for r in api.requests[2:]] == [7]  # the one attempt that had the body

@@ -22,6 +22,7 @@ from gateway_core.server_protocol import MAX_HEAD_BYTES, protocol_factory
 from gateway_core.testing import free_port, wait_until
 
 Message = dict[str, Any]
+BIG = 64 * 1024 * 1024
 Receive = Callable[[], Any]
 Send = Callable[[Message], Any]
 
@@ -54,6 +55,12 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         return
     if path == "/slow":
         await asyncio.sleep(0.3)
+    if path == "/big":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % BIG)]})
+        for _ in range(BIG // 65536):
+            await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
     payload = json.dumps(
         {
             "method": scope["method"],
@@ -264,3 +271,26 @@ def test_unread_request_body_closes_the_connection(server: tuple[str, int]) -> N
     ((status, headers, _),) = responses(raw)
     assert status == 200
     assert headers.get("connection") != "keep-alive"
+
+
+def test_upgrade_request_is_answered_then_the_connection_closes(server: tuple[str, int]) -> None:
+    raw = exchange(
+        server, b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x05hello"
+    )  # a WebSocket frame: not HTTP
+    ((status, headers, body),) = responses(raw)  # exchange() returning means the server closed
+    assert status == 200
+    assert headers["connection"] == "close"
+    assert json.loads(body)["path"] == "/ws"
+
+
+def test_a_client_that_stops_reading_is_dropped_after_the_write_timeout(server: tuple[str, int]) -> None:
+    with socket.create_connection(server, timeout=10) as sock:
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        time.sleep(2.5)  # write_timeout is 1 s: the server gives up on us meanwhile
+        received = 0
+        try:
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass  # the server aborted: what it had written may be dropped
+    assert received < BIG
