@@ -6,7 +6,9 @@ Starts, on 127.0.0.1 only:
     ``keepalive 320`` to the upstream, as ingress-nginx configures it;
   - the gateway (``gateway run --manifests``, no plugins unless --plugins) on one route;
 then drives each with wrk at every --connections value and prints req/s, p50, p99 and the
-ratios gateway/nginx and gateway/direct. It installs nginx and wrk if missing (apt-get, as
+ratios gateway/nginx and gateway/direct. The targets are measured in interleaved rounds
+(direct, nginx, gateway, direct, ...) and each figure is the median over the rounds, so a
+neighbour's burst of load on a shared machine cannot bias one target. It installs nginx and wrk if missing (apt-get, as
 root) and stops everything it started.
 
     python bench/proxy_bench.py                   # c=50 and c=200, 10 s each
@@ -22,6 +24,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -194,6 +197,18 @@ def run_wrk(url: str, *, connections: int, threads: int, duration: float, host: 
     return Result(url, connections, rps, _percentile(out, "50%"), _percentile(out, "99%"), errors)
 
 
+def median_result(target: str, connections: int, runs: list[Result]) -> Result:
+    """The median of each figure over the rounds (errors are summed)."""
+    return Result(
+        target=target,
+        connections=connections,
+        requests_per_second=statistics.median(r.requests_per_second for r in runs),
+        p50_ms=statistics.median(r.p50_ms for r in runs),
+        p99_ms=statistics.median(r.p99_ms for r in runs),
+        errors=sum(r.errors for r in runs),
+    )
+
+
 def _percentile(out: str, label: str) -> float:
     match = re.search(rf"{re.escape(label)}\s+([\d.]+)(us|ms|s)", out)
     if match is None:
@@ -208,6 +223,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per target (default 2)")
     parser.add_argument("--connections", type=int, nargs="+", default=[50, 200], help="wrk -c values")
     parser.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per target; medians (default 3)")
     parser.add_argument("--workers", type=int, default=2, help="gateway and nginx-proxy workers (default 2)")
     parser.add_argument("--plugins", default="", help="annotation meta-native.io/plugins for the route")
     parser.add_argument(
@@ -284,12 +300,16 @@ def main() -> int:
         }
         results: list[Result] = []
         for connections in args.connections:
-            for name, url in targets.items():
-                if args.warmup > 0:
+            if args.warmup > 0:
+                for url in targets.values():
                     run_wrk(url, connections=connections, threads=args.threads, duration=args.warmup)
-                result = run_wrk(url, connections=connections, threads=args.threads, duration=args.duration)
-                result.target = name
-                results.append(result)
+            rounds: dict[str, list[Result]] = {name: [] for name in targets}
+            for _ in range(args.rounds):
+                for name, url in targets.items():
+                    rounds[name].append(
+                        run_wrk(url, connections=connections, threads=args.threads, duration=args.duration)
+                    )
+            results += [median_result(name, connections, runs) for name, runs in rounds.items()]
         print_table(results, args)
         if args.json_out:
             Path(args.json_out).write_text(json.dumps([asdict(r) for r in results], indent=2))
@@ -304,7 +324,8 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
     plugins = args.plugins or "none"
     print(
         f"\nproxy benchmark: {args.workers} workers (gateway and nginx), wrk -t{args.threads}, "
-        f"{args.duration:g}s per run, plugins: {plugins}, {os.cpu_count()} CPUs"
+        f"{args.duration:g}s per run, median of {args.rounds} interleaved rounds, plugins: {plugins}, "
+        f"{os.cpu_count()} CPUs"
     )
     print(f"{'conns':>5} {'target':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for result in results:

@@ -99,6 +99,12 @@ class UpstreamProtocolError(UpstreamError):
     code = "upstream_protocol_error"
 
 
+class BodyNotReplayableError(UpstreamError):
+    """Another upstream attempt needed the request body, which streams only once."""
+
+    code = "body_not_replayable"
+
+
 class UpstreamTimeoutError(UpstreamError):
     """The upstream did not answer (or connect) within the configured timeout."""
 

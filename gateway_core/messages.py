@@ -140,6 +140,8 @@ class RequestBody(Protocol):
 
     content_length: int | None
     """The declared length, or None when the body is chunked."""
+    consumed: bool
+    """True once :meth:`chunks` was iterated: the body cannot be sent again."""
 
     def chunks(self) -> AsyncIterator[bytes]:
         """Yield the body's chunks as they arrive from the client."""

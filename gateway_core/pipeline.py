@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from functools import partial
 
-from gateway_core.errors import NoEndpointError
+from gateway_core.errors import BodyNotReplayableError, NoEndpointError
 from gateway_core.messages import LocalResponse, Outcome, RequestContext, UpstreamResponse
 from gateway_core.plugin_api import CallNext
 from gateway_core.routing.table import Route
@@ -52,6 +52,8 @@ class Pipeline:
             raise NoEndpointError(route.spec.backend.problem or f"no ready endpoint for {route.service_label}")
         ctx.endpoint = endpoint
         request = ctx.request
+        if request.body is not None and request.body.consumed:
+            raise BodyNotReplayableError("the request body was already streamed to an upstream; it cannot be retried")
         if not self._preserve_host or not ctx.host:
             request.headers.set("host", endpoint.address)
         for hook in route.on_upstream_request:

@@ -20,7 +20,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
 from typing import Any
 
-from gateway_core.errors import GatewayError, RequestError, RequestTimeoutError, UpstreamError
+from gateway_core.errors import (
+    BodyNotReplayableError,
+    GatewayError,
+    RequestError,
+    RequestTimeoutError,
+    UpstreamError,
+)
 from gateway_core.messages import (
     Headers,
     LocalResponse,
@@ -43,16 +49,12 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _NO_ROUTE = "no_route"
+_CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close"})
+"""Connection tokens that name no header (the usual case: nothing more to strip)."""
 
 
 class ResponseAborted(Exception):
     """The response had started when the upstream failed: the connection must be cut."""
-
-
-class BodyNotReplayableError(UpstreamError):
-    """A second upstream attempt needed the request body, which streams only once."""
-
-    code = "body_not_replayable"
 
 
 class ClientDisconnected(RequestError):
@@ -70,7 +72,7 @@ class ClientBody:
     request whose declared length no bytes follow.
     """
 
-    __slots__ = ("content_length", "_receive", "_timeout", "received", "complete", "_started")
+    __slots__ = ("content_length", "_receive", "_timeout", "received", "complete", "consumed")
 
     def __init__(self, receive: Receive, content_length: int | None, timeout: float) -> None:
         self.content_length = content_length
@@ -78,12 +80,12 @@ class ClientBody:
         self._timeout = timeout
         self.received = 0
         self.complete = False
-        self._started = False
+        self.consumed = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        if self._started:
+        if self.consumed:
             raise BodyNotReplayableError("the request body was already streamed to an upstream")
-        self._started = True
+        self.consumed = True
         while not self.complete:
             try:
                 async with asyncio.timeout(self._timeout):
@@ -132,8 +134,9 @@ def response_headers(raw: RawHeaders, date: _DateHeader) -> RawHeaders:
             has_date = True
         out.append((name, value))
     if connection is not None:
-        named = {token.strip().lower() for token in connection.split(b",")}
-        out = [item for item in out if item[0] not in named]
+        named = {token.strip().lower() for token in connection.split(b",")} - _CONNECTION_OPTIONS
+        if named:
+            out = [item for item in out if item[0] not in named]
     if not has_date:
         out.append((b"date", date.value()))
     return out

@@ -53,6 +53,18 @@ _TOKEN = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQR
 _NO_BODY_STATUS = frozenset({204, 304})
 
 
+_LENGTH, _CODING, _CONNECTION = range(3)
+_FRAMING_HEADERS = {b"content-length": _LENGTH, b"transfer-encoding": _CODING, b"connection": _CONNECTION}
+
+
+@functools.lru_cache(maxsize=1024)
+def header_name(name: bytes) -> bytes:
+    """``name`` lowercased, after checking it is a token (RFC 9110 §5.1); cached, names repeat."""
+    if not name or name.translate(None, _TOKEN):
+        raise RuntimeError(f"invalid response header name {name!r}")
+    return name.lower()
+
+
 @functools.lru_cache(maxsize=256)
 def status_line(status: int) -> bytes:
     """``HTTP/1.1 200 OK\\r\\n`` for a status code."""
@@ -169,18 +181,20 @@ class _Exchange:
         self.expect_continue = False
         status: int = message["status"]
         parts = [status_line(status)]
+        lines = 2  # the status line and the blank line ending the head
         length: bytes | None = None
         for name, value in message.get("headers", ()):
-            if name.translate(None, _TOKEN) or b"\r" in value or b"\n" in value or b"\0" in value:
-                raise RuntimeError(f"invalid response header {name!r}")
-            lowered = name.lower()
-            if lowered == b"content-length":
-                length = value
-            elif lowered == b"connection" and b"close" in value.lower():
-                self.keep_alive = False
-            elif lowered == b"transfer-encoding":
-                continue  # framing is ours
-            parts += (name, b": ", value, b"\r\n")
+            lowered = header_name(name)
+            special = _FRAMING_HEADERS.get(lowered)
+            if special is not None:
+                if special == _LENGTH:
+                    length = value
+                elif special == _CODING:
+                    continue  # framing is ours
+                elif b"close" in value.lower():
+                    self.keep_alive = False
+            parts += (lowered, b": ", value, b"\r\n")
+            lines += 1
         if status in _NO_BODY_STATUS or status < 200:
             self.remaining = 0
         elif length is not None:
@@ -190,12 +204,19 @@ class _Exchange:
         elif self.scope["http_version"] == "1.1":
             self.chunked = True
             parts.append(b"transfer-encoding: chunked\r\n")
+            lines += 1
         else:
             self.keep_alive = False  # an HTTP/1.0 client reads to the end of the connection
         if not self.keep_alive:
             parts.append(b"connection: close\r\n")
+            lines += 1
         parts.append(b"\r\n")
-        self.held_head = b"".join(parts)
+        head = b"".join(parts)
+        # Names are checked tokens; a value smuggling CR or LF (response splitting) shows up
+        # as more line ends than the lines written. One scan of the head instead of one per value.
+        if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\0" in head:
+            raise RuntimeError("a response header value contains CR, LF or NUL")
+        self.held_head = head
 
     def _body(self, data: bytes, more: bool) -> None:
         protocol = self.protocol

@@ -15,7 +15,18 @@ pytestmark = pytest.mark.bench
 
 def test_proxy_bench_compares_gateway_with_direct_and_nginx() -> None:
     result = subprocess.run(
-        [sys.executable, "bench/proxy_bench.py", "--duration", "1", "--warmup", "0", "--connections", "10"],
+        [
+            sys.executable,
+            "bench/proxy_bench.py",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "--connections",
+            "10",
+            "--rounds",
+            "1",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -27,6 +27,13 @@ class ReceivedRequest:
     client: tuple[str, int]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client (the gateway) cutting a connection is normal in tests; do not print it."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
 @dataclass
 class RecordingUpstream:
     """An echo server on 127.0.0.1; use as a context manager or call start()/stop()."""
@@ -95,7 +102,7 @@ class RecordingUpstream:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server = _QuietServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
         self._server = server
         self.port = server.server_address[1]

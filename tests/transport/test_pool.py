@@ -290,8 +290,10 @@ class Body:
         self.content_length = content_length
         self.delay = delay
         self.yielded = 0
+        self.consumed = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        self.consumed = True
         for part in self.parts:
             if self.delay:
                 await asyncio.sleep(self.delay)
