@@ -187,9 +187,11 @@ def run(settings: GatewaySettings) -> int:
 def bind_proxy_sockets(addr: str, workers: int) -> list[socket.socket]:
     """One proxy socket per worker, sharing the port with SO_REUSEPORT.
 
-    The kernel then spreads new connections evenly over the workers. With one shared
-    socket, whichever worker woke first accepted most keep-alive connections (measured
-    75 % against 50 % CPU under wrk), capping throughput at one saturated worker.
+    The kernel spreads new connections over the workers by hash (nginx's ``reuseport``),
+    instead of leaving them to whichever worker wakes first on one shared socket. On the
+    2-core bench both measured the same throughput (0.50-0.55x nginx either way); the
+    spread matters more with more cores and long-lived connections. The supervisor keeps
+    every socket, so a restarted worker takes over its predecessor's queue.
     """
     if workers == 1:
         return [bind_socket(addr)]

@@ -159,7 +159,7 @@ def annotated(name: str, host: str, service_name: str, annotations: dict[str, st
     return ingress(name, rules=[(host, [path("/", service_name)])], annotations=annotations, **extra)
 
 
-def start(factory: GatewayFactory, manifests: Path, hooks: InCodePlugins, **overrides: Any) -> InProcessGateway:
+def start(factory: GatewayFactory, manifests: Path, hooks: object, **overrides: Any) -> InProcessGateway:
     settings = load_settings(None, {"manifests": {"dir": str(manifests)}, "log": {"level": "warning"}, **overrides})
     return factory(settings=settings, plugins=[hooks], load_entry_points=False)
 
@@ -418,8 +418,7 @@ def test_gateway_errors_from_plugins_keep_their_status_and_bodies_stream_once(
             annotated("app", "app.local", "api", {"meta-native.io/plugins": "refuser"}),
         ],
     )
-    settings = load_settings(None, {"manifests": {"dir": str(manifests_dir)}, "log": {"level": "warning"}})
-    gateway = in_process_gateway(settings=settings, plugins=[RefuserPlugins()], load_entry_points=False)
+    gateway = start(in_process_gateway, manifests_dir, RefuserPlugins())
     timed_out = httpx.get(gateway.url + "/timeout", headers={"host": "app.local"})
     assert timed_out.status_code == 504
     assert timed_out.json()["error"] == "upstream_timeout"
