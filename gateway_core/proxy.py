@@ -235,13 +235,19 @@ class ProxyApp:
                 if response is not None:
                     response.body.close()
                 raise
+            if response is not None:
+                try:
+                    status = response.status
+                    sent = await self._relay(response, receive, send, body)
+                except UpstreamError as exc:  # failed before the head was sent
+                    response.body.close()
+                    response = None
+                    local = self._error_response(route, ctx, exc)
+                    error = exc.code
             if response is None:
                 assert local is not None
                 status = local.status
                 sent = await self._send_local(send, local)
-            else:
-                status = response.status
-                sent = await self._relay(response, receive, send, body)
         except ResponseAborted:
             error = "response_aborted"
             raise
@@ -271,7 +277,13 @@ class ProxyApp:
         return LocalResponse.error(exc.status, exc.code, _public_message(exc))
 
     async def _relay(self, response: UpstreamResponse, receive: Receive, send: Send, body: ClientBody | None) -> int:
-        """Send the response head, then its body as it arrives; bytes of body sent."""
+        """Send the response head, then its body as it arrives; bytes of body sent.
+
+        Raises the upstream's error if its body already failed before the head went out (the
+        caller answers 502/504 instead); after that, a failure cuts the connection.
+        """
+        stream = response.body
+        data, done = stream.take()
         await send(
             {
                 "type": "http.response.start",
@@ -279,8 +291,6 @@ class ProxyApp:
                 "headers": response_headers(response.headers.raw, self._date),
             }
         )
-        stream = response.body
-        data, done = stream.take()
         if done:
             await send({"type": "http.response.body", "body": data})
             return len(data)

@@ -11,6 +11,7 @@ trigger a re-read of the whole directory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -107,21 +108,43 @@ class ManifestDirectory:
         return _ParsedFile(source, version, objects, problems)
 
     async def run(self, publish: Publish) -> None:
-        await publish(await asyncio.to_thread(self.load))
+        failing = False
         while True:
+            changes = watchfiles.awatch(
+                self.path,
+                debounce=max(1, int(self.debounce * 1000)),
+                step=min(50, max(1, int(self.debounce * 1000))),
+                force_polling=self.force_polling or None,
+                watch_filter=_manifest_change,
+                ignore_permission_denied=True,
+            )
+            # The watch starts (its first step registers it) before the directory is read,
+            # so a change made while reading is not missed; it only causes one more read.
+            pending = asyncio.ensure_future(anext(changes))
             try:
-                async for _changes in watchfiles.awatch(
-                    self.path,
-                    debounce=max(1, int(self.debounce * 1000)),
-                    step=min(50, max(1, int(self.debounce * 1000))),
-                    force_polling=self.force_polling or None,
-                    watch_filter=_manifest_change,
-                    ignore_permission_denied=True,
-                ):
+                await asyncio.sleep(0)
+                # (Re)read first: after a failure the directory may have changed unseen.
+                await publish(await asyncio.to_thread(self.load))
+                if failing:
+                    logger.info("watching %s again", self.path)
+                    failing = False
+                while True:
+                    await pending
+                    pending = asyncio.ensure_future(anext(changes))
                     await publish(await asyncio.to_thread(self.load))
-            except (OSError, RuntimeError, ConfigError) as exc:
-                logger.error("watching %s failed (%s); retrying in 1s, the current routes keep serving", self.path, exc)
+            except (OSError, RuntimeError, ConfigError, StopAsyncIteration) as exc:
+                if not failing:
+                    logger.error(
+                        "reading %s failed (%s); retrying every second, the current routes keep serving",
+                        self.path,
+                        exc or type(exc).__name__,
+                    )
+                    failing = True
                 await asyncio.sleep(1)
+            finally:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await changes.aclose()
 
 
 def _manifest_change(change: watchfiles.Change, path: str) -> bool:
