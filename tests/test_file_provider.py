@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-from gateway_core.manifests import Snapshot
+from gateway_core.manifests import EndpointSlice, Snapshot
 from gateway_core.providers.file import ManifestDirectory
 from gateway_core.testing import ingress, path, routed_service, write_manifests
 
@@ -43,8 +44,12 @@ def test_unchanged_files_are_not_parsed_again(tmp_path: Path) -> None:
     os.utime(tmp_path / "two.yaml", ns=(1, 1))  # a different mtime, whatever the clock
     second = directory.load()
     kept = [obj for obj in first.objects if obj.name == "one"]
-    assert [obj for obj in second.objects if obj.name == "one"][0] is kept[0]  # the cached object
-    ports = [[p.port for p in obj.ports or ()] for obj in second.objects if obj.name == "two-slice"]
+    assert next(obj for obj in second.objects if obj.name == "one") is kept[0]  # the cached object
+    ports = [
+        [p.port for p in obj.ports or ()]
+        for obj in second.objects
+        if isinstance(obj, EndpointSlice) and obj.name == "two-slice"
+    ]
     assert ports == [[3]]  # the changed file was read again
 
 
@@ -67,13 +72,13 @@ async def test_watch_publishes_changes_and_recovers_when_the_directory_returns(t
         assert all(snapshot.objects for snapshot in published[count:])
         os.rename(tmp_path / "gone", root)
         write_manifests(root, routed_service("back", 2), filename="back.yaml")
-        await _until(lambda: any(obj.name == "back" for obj in published[-1].objects), timeout=8)
+        await _until(lambda: any(obj.name == "back" for obj in published[-1].objects), limit=8)
     finally:
         task.cancel()
 
 
-async def _until(predicate: object, timeout: float = 5.0) -> None:
-    assert callable(predicate)
-    async with asyncio.timeout(timeout):
-        while not predicate():
+async def _until(predicate: Callable[[], bool], limit: float = 5.0) -> None:
+    """Poll ``predicate`` (the provider offers no event to wait on: it publishes)."""
+    async with asyncio.timeout(limit):
+        while not predicate():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
