@@ -22,6 +22,7 @@ from fastapi import FastAPI
 
 from gateway_core import hookspecs
 from gateway_core.admin import create_admin_app
+from gateway_core.collector import freeze_startup_objects
 from gateway_core.errors import ConfigError
 from gateway_core.manifests.snapshot import Snapshot
 from gateway_core.manifests.translate import ClassPolicy
@@ -182,6 +183,7 @@ class Gateway:
                 await self._first_table.wait()
         if not self.tables.loaded:
             logger.warning("no route table after %gs; answering 503 until the route source delivers", first_table_wait)
+        freeze_startup_objects()
 
     async def stop(self) -> None:
         """Stop the route source, close upstream connections, await shutdown hooks."""

@@ -24,3 +24,14 @@ def collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def freeze_startup_objects() -> None:
+    """Move everything alive now (modules, schemas, the first table) out of the collector's reach.
+
+    Full collections otherwise rescan these tens of thousands of long-lived objects: measured
+    under load, four full collections in ten seconds took 25 ms each, a pause every request
+    in flight waited out. Frozen objects are still freed by reference counting when dropped.
+    """
+    gc.collect()
+    gc.freeze()

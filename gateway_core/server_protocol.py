@@ -291,6 +291,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self._expect_continue = False
         self._upgraded = False
         self._last: _Exchange | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._next: asyncio.Future[_Exchange | None] | None = None
 
     # --- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -313,6 +315,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
             return
         self.disconnected = True
         self.server_state.connections.discard(self)
+        if self._next is not None and not self._next.done():
+            self._next.set_result(None)  # the parked task ends
         for exchange in (self.current, self._parsing, *self.queue):
             if exchange is not None:
                 exchange.wake()
@@ -449,11 +453,38 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     # --- requests and responses ---------------------------------------------------------
     def _start(self, exchange: _Exchange) -> None:
+        """Hand ``exchange`` to the connection's task (made on the first request).
+
+        One task per connection serves its requests in turn, parked on a future between
+        them: cheaper than a task per request (about 0.7 µs here, in asyncio's task registry
+        and scheduling), and requests on one connection are sequential anyway.
+        """
         self.current = exchange
-        task = self.loop.create_task(self._run(exchange))
-        tasks = self.server_state.tasks
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        waiter = self._next
+        if waiter is not None:
+            self._next = None
+            waiter.set_result(exchange)
+        elif self._task is None:
+            task = self._task = self.loop.create_task(self._serve(exchange))
+            tasks = self.server_state.tasks
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        # else: the task is still finishing the previous request and will take this one.
+
+    async def _serve(self, exchange: _Exchange | None) -> None:
+        try:
+            while exchange is not None:
+                await self._run(exchange)
+                if self.disconnected:
+                    return
+                if self.current is not None and self.current is not exchange:
+                    exchange = self.current  # started (pipelined) while the last one finished
+                    continue
+                self._next = self.loop.create_future()
+                exchange = await self._next
+        finally:
+            self._task = None
+            self._next = None
 
     async def _run(self, exchange: _Exchange) -> None:
         if self.disconnected:
