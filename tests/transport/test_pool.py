@@ -27,7 +27,8 @@ from gateway_core.errors import (
 )
 from gateway_core.messages import Endpoint, Headers, ResponseBody, Timeouts, UpstreamRequest
 from gateway_core.transport.base import PoolStats
-from gateway_core.transport.pool import HIGH_WATER, ConnectionPool
+from gateway_core.transport.pool import ConnectionPool
+from gateway_core.transport.stream import HIGH_WATER
 
 # --- a scriptable upstream ---------------------------------------------------------------
 
