@@ -20,11 +20,23 @@ from gateway_core.messages import (
     UpstreamRequest,
     UpstreamResponse,
 )
-from gateway_core.plugin_api import Binding, CallNext, EmptyConfig, Plugin, PluginSpec
+from gateway_core.plugin_api import (
+    IDENTITY_HEADER,
+    Binding,
+    CallNext,
+    EmptyConfig,
+    HeaderName,
+    IdentityConfig,
+    OwnsHeaders,
+    Plugin,
+    PluginSpec,
+    set_identity,
+)
 from gateway_core.providers.base import Publish, RouteSource
 from gateway_core.settings import GatewaySettings, load_settings
 
 __all__ = [
+    "IDENTITY_HEADER",
     "Binding",
     "CallNext",
     "EmptyConfig",
@@ -32,9 +44,12 @@ __all__ = [
     "Gateway",
     "GatewayError",
     "GatewaySettings",
+    "HeaderName",
     "Headers",
+    "IdentityConfig",
     "LocalResponse",
     "Outcome",
+    "OwnsHeaders",
     "Plugin",
     "PluginConfigError",
     "PluginError",
@@ -52,4 +67,5 @@ __all__ = [
     "create_app",
     "hookimpl",
     "load_settings",
+    "set_identity",
 ]

@@ -35,6 +35,12 @@ class Headers:
     def _key(name: str) -> bytes:
         return name.lower().encode("latin-1")
 
+    @staticmethod
+    def _value(value: str) -> bytes:
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise ValueError("a header value must not contain CR, LF or NUL")
+        return value.encode("latin-1")
+
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
         key = self._key(name)
@@ -55,13 +61,18 @@ class Headers:
         return any(item_name == key for item_name, _ in self.raw)
 
     def set(self, name: str, value: str) -> None:
-        """Replace every value of ``name`` with one value."""
+        """Replace every value of ``name`` with one value.
+
+        Raises ValueError for a value with CR, LF or NUL, or one latin-1 cannot encode: a
+        value taken from a token or an auth service can never split the upstream request.
+        """
+        encoded = self._value(value)
         self.remove(name)
-        self.raw.append((self._key(name), value.encode("latin-1")))
+        self.raw.append((self._key(name), encoded))
 
     def add(self, name: str, value: str) -> None:
-        """Append a value, keeping existing ones."""
-        self.raw.append((self._key(name), value.encode("latin-1")))
+        """Append a value, keeping existing ones (same checks as :meth:`set`)."""
+        self.raw.append((self._key(name), self._value(value)))
 
     def remove(self, name: str) -> None:
         """Drop every value of ``name`` (no error when absent)."""
@@ -285,6 +296,7 @@ class RequestContext:
         "started",
         "identity",
         "endpoint",
+        "answered_by",
     )
 
     def __init__(
@@ -315,6 +327,8 @@ class RequestContext:
         """Who the client is, once an authentication plugin has established it."""
         self.endpoint: Endpoint | None = None
         """The upstream endpoint of the current (or last) attempt."""
+        self.answered_by: str | None = None
+        """The plugin whose ``on_request`` answered the client, if one did."""
 
     @property
     def stash(self) -> Stash:
@@ -338,3 +352,5 @@ class Outcome:
     endpoint: Endpoint | None
     error: str | None = None
     """The gateway error code when the gateway answered itself (e.g. ``upstream_timeout``)."""
+    plugins: tuple[str, ...] = ()
+    """The plugins that ran for this request, in run order (up to the one that answered)."""

@@ -31,9 +31,10 @@ class Pipeline:
 
     async def on_request(self, route: Route, ctx: RequestContext) -> LocalResponse | None:
         """Run ``on_request`` hooks in order; the first response short-circuits."""
-        for hook in route.on_request:
+        for index, hook in enumerate(route.on_request):
             response: LocalResponse | None = await hook(ctx)
             if response is not None:
+                ctx.answered_by = route.on_request_names[index]
                 return response
         return None
 

@@ -10,11 +10,11 @@ without pluggy on the hot path, in priority order (highest first, ties by name).
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from gateway_core.errors import PluginError
 from gateway_core.messages import LocalResponse, Outcome, RequestContext, RouteInfo, UpstreamRequest, UpstreamResponse
@@ -63,10 +63,54 @@ def implemented_phases(plugin: object) -> tuple[str, ...]:
     return tuple(found)
 
 
+HeaderName = Annotated[str, StringConstraints(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")]
+"""A config field holding an HTTP header name (an RFC 9110 token)."""
+
+IDENTITY_HEADER = "X-Auth-User"
+"""The default request header an authentication plugin puts the authenticated identity in."""
+
+
+class OwnsHeaders(Protocol):
+    """A config model whose plugin sets request headers that clients must never supply."""
+
+    def owned_headers(self) -> Iterable[str]:
+        """Request header names the gateway strips from every client request, on every route."""
+        ...
+
+
 class EmptyConfig(BaseModel):
     """The config model of a plugin that takes no settings."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class IdentityConfig(BaseModel):
+    """Base of authentication plugins' config models: where the identity goes upstream."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    identity_header: HeaderName = Field(
+        IDENTITY_HEADER,
+        description="Request header that carries the authenticated identity to the upstream. "
+        "The gateway strips it from every client request on every route, so only this plugin sets it.",
+    )
+
+    def owned_headers(self) -> Iterable[str]:
+        return (self.identity_header,)
+
+
+def set_identity(ctx: RequestContext, identity: str, header: str = IDENTITY_HEADER) -> bool:
+    """Record a successful authentication: ``ctx.identity`` and the identity header upstream.
+
+    Returns False (and changes nothing) when ``identity`` cannot travel in a header (control
+    characters, not latin-1): the plugin should refuse the request rather than forward it.
+    """
+    try:
+        ctx.request.headers.set(header, identity)
+    except ValueError:
+        return False
+    ctx.identity = identity
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +140,24 @@ class PluginSpec(Generic[ConfigT]):
     priority: int = 0
     version: str = "0"
     description: str = ""
+    owned_headers: tuple[str, ...] = ()
+    """Request headers only this plugin may set, whatever its config (e.g. the default
+    identity header): the gateway strips them from every client request on every route.
+    Headers named by a config are added by the config model's ``owned_headers()``."""
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise PluginError(f"plugin name {self.name!r} must be lowercase letters, digits and '-'")
         if self.config_model.model_config.get("extra") != "forbid":
             raise PluginError(f"plugin {self.name}: its config model must set extra='forbid'")
+
+    def headers_owned_by(self, config: BaseModel | None = None) -> frozenset[str]:
+        """Lowercase request header names this plugin owns, with ``config`` if given."""
+        names = set(self.owned_headers)
+        owned = getattr(config, "owned_headers", None)  # the OwnsHeaders protocol
+        if callable(owned):
+            names.update(owned())
+        return frozenset(name.lower() for name in names)
 
     def config_schema(self) -> dict[str, Any]:
         """The JSON schema of the config model (for ``/plugins`` and the docs)."""

@@ -38,7 +38,14 @@ from gateway_core.messages import (
 )
 from gateway_core.metrics import GatewayMetrics
 from gateway_core.pipeline import Pipeline
-from gateway_core.request_head import HOP_BY_HOP, RequestHead, TrustedProxies, read_request_head
+from gateway_core.request_head import (
+    HOP_BY_HOP,
+    HeaderRules,
+    RequestHead,
+    TrustedProxies,
+    header_rules,
+    read_request_head,
+)
 from gateway_core.routing.table import Route, TableHolder
 
 logger = logging.getLogger("gateway_core.proxy")
@@ -163,6 +170,8 @@ class ProxyApp:
         self._read_timeout = read_timeout
         self._other = other
         self._date = _DateHeader()
+        self._stripped: frozenset[bytes] = frozenset()
+        self._rules: HeaderRules = header_rules()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -171,14 +180,18 @@ class ProxyApp:
             elif self._other is not None:
                 await self._other(scope, receive, send)
             return
+        tables = self._tables
+        table = tables.current
+        if table.stripped_headers is not self._stripped:  # a new table owns other headers
+            self._rules = header_rules(table.stripped_headers)
+            self._stripped = table.stripped_headers
         try:
-            head = read_request_head(scope, self._trusted)
+            head = read_request_head(scope, self._trusted, self._rules)
         except RequestError as exc:
             await self._send_local(send, LocalResponse.error(exc.status, exc.code, str(exc)))
             self._record(None, exc.status, None)
             return
-        tables = self._tables
-        route = tables.current.match(head.host, head.path)
+        route = table.match(head.host, head.path)
         if route is None:
             if not tables.loaded:
                 await self._send_local(send, LocalResponse.error(503, "not_ready", "the gateway is starting"))
@@ -262,6 +275,7 @@ class ProxyApp:
                     upstream_latency=latency,
                     endpoint=ctx.endpoint,
                     error=error,
+                    plugins=_plugins_that_ran(route, ctx.answered_by),
                 )
                 await pipeline.on_log(route, ctx, outcome)
 
@@ -341,6 +355,14 @@ async def _close_on_disconnect(receive: Receive, close: Callable[[], None]) -> N
         if message["type"] == "http.disconnect":
             close()
             return
+
+
+def _plugins_that_ran(route: Route, answered_by: str | None) -> tuple[str, ...]:
+    """The route's plugins in run order, up to the one that answered the client (if one did)."""
+    names = route.plugin_names
+    if answered_by is None:
+        return names
+    return names[: names.index(answered_by) + 1]
 
 
 def _public_message(exc: GatewayError) -> str:

@@ -48,6 +48,20 @@ _SPECIAL = {
 }
 
 
+HeaderRules = dict[bytes, int]
+"""How :func:`read_request_head` treats each special request header (see :func:`header_rules`)."""
+
+
+def header_rules(stripped: Iterable[bytes] = ()) -> HeaderRules:
+    """The header rules with ``stripped`` names dropped too (plugin-owned headers).
+
+    Names the gateway itself handles (Host, framing, forwarding) keep their own rule.
+    """
+    rules = {name: _DROP for name in stripped}
+    rules.update(_SPECIAL)
+    return rules
+
+
 class TrustedProxies:
     """The peers whose forwarding headers are believed (CIDR list from settings)."""
 
@@ -135,15 +149,18 @@ def host_without_port(value: bytes) -> str:
     return host.rstrip(".")
 
 
-def read_request_head(scope: dict[str, Any], trusted: TrustedProxies) -> RequestHead:
-    """Check the request head and build the upstream head; :class:`RequestError` if malformed."""
+def read_request_head(scope: dict[str, Any], trusted: TrustedProxies, rules: HeaderRules = _SPECIAL) -> RequestHead:
+    """Check the request head and build the upstream head; :class:`RequestError` if malformed.
+
+    ``rules`` (from :func:`header_rules`) adds headers to drop, such as plugin-owned ones.
+    """
     out: RawHeaders = []
     host_value: bytes | None = None
     length: bytes | None = None
     coding: bytes | None = None
     connection: bytes | None = None
     client_xff = client_proto = client_host = client_port = client_forwarded = None
-    special = _SPECIAL
+    special = rules
     for name, value in scope["headers"]:
         kind = special.get(name)
         if kind is None:

@@ -146,6 +146,7 @@ def _build_table(snapshot: Snapshot, options: BuildOptions, previous: RouteTable
         rejected[ref] = RejectedIngress(ref, tuple(problems), serving_last_good=False)
     host_index, served, conflicts = _merge(routes)
     return RouteTable(
+        stripped_headers=_owned_headers(options.specs, instances),
         index=host_index,
         routes=tuple(served),
         rejected=rejected,
@@ -157,6 +158,16 @@ def _build_table(snapshot: Snapshot, options: BuildOptions, previous: RouteTable
         generation=(previous.generation + 1) if previous is not None else 1,
         build_seconds=time.perf_counter() - started,
     )
+
+
+def _owned_headers(specs: Mapping[str, PluginSpec[Any]], instances: PluginInstances) -> frozenset[bytes]:
+    """Every request header a plugin owns: each installed plugin's own, and those its bindings name."""
+    names: set[str] = set()
+    for spec in specs.values():
+        names |= spec.headers_owned_by()
+    for bound in instances.current.values():
+        names |= bound.spec.headers_owned_by(bound.config)
+    return frozenset(name.encode("latin-1") for name in names)
 
 
 def _unreadable_ingresses(snapshot: Snapshot, index: ObjectIndex) -> dict[str, str]:

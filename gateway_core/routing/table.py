@@ -37,6 +37,8 @@ class Route:
         "on_response",
         "on_log",
         "service_label",
+        "plugin_names",
+        "on_request_names",
     )
 
     def __init__(
@@ -60,6 +62,8 @@ class Route:
         def phase(name: str) -> tuple[Callable[..., Awaitable[Any]], ...]:
             return tuple(getattr(bound.instance, name) for bound in self.plugins if name in bound.phases)
 
+        self.plugin_names = tuple(bound.spec.name for bound in self.plugins)
+        self.on_request_names = tuple(bound.spec.name for bound in self.plugins if "on_request" in bound.phases)
         self.on_request = phase("on_request")
         self.on_upstream_request = phase("on_upstream_request")
         self.around_upstream = phase("around_upstream")
@@ -120,6 +124,8 @@ class RouteTable:
     """Ingresses of another class, as ``namespace/name (class)``."""
     last_good: Mapping[str, Ingress] = field(default_factory=dict)
     instances: Mapping[InstanceKey, BoundPlugin] = field(default_factory=dict)
+    stripped_headers: frozenset[bytes] = frozenset()
+    """Request headers owned by plugins (identity and the like): removed from every client request."""
     generation: int = 0
     built_at: float = field(default_factory=time.time)
     build_seconds: float = 0.0
@@ -142,6 +148,7 @@ class RouteTable:
             "conflicts": [{"route": item.route, "winner": item.winner} for item in self.conflicts],
             "problems": [{"source": item.source, "message": item.message} for item in self.problems],
             "ignored": list(self.ignored),
+            "stripped_request_headers": sorted(name.decode("latin-1") for name in self.stripped_headers),
         }
 
 

@@ -9,11 +9,14 @@ from gateway_core.testing.manifests import (
     endpoint_slice,
     ingress,
     path,
+    plugin_annotations,
     routed_service,
+    secret,
     service,
     write_manifests,
 )
 from gateway_core.testing.process import GatewayProcess, InProcessGateway, free_port, wait_until
+from gateway_core.testing.redis import RedisNotInstalledError, RedisServer
 from gateway_core.testing.upstream import ReceivedRequest, RecordingUpstream
 
 __all__ = [
@@ -21,12 +24,16 @@ __all__ = [
     "InProcessGateway",
     "ReceivedRequest",
     "RecordingUpstream",
+    "RedisNotInstalledError",
+    "RedisServer",
     "backend",
     "endpoint_slice",
     "free_port",
     "ingress",
     "path",
+    "plugin_annotations",
     "routed_service",
+    "secret",
     "service",
     "wait_until",
     "write_manifests",

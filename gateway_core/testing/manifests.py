@@ -1,4 +1,4 @@
-"""Builders for the Kubernetes objects tests need: Services, EndpointSlices, Ingresses.
+"""Builders for the Kubernetes objects tests need: Services, EndpointSlices, Ingresses, Secrets.
 
 They return plain dicts in manifest form, ready to dump into a manifests directory or to
 post to an API server.
@@ -6,6 +6,8 @@ post to an API server.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,39 @@ def ingress(
     if created is not None:
         meta["creationTimestamp"] = created
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": spec}
+
+
+def secret(
+    name: str,
+    data: Mapping[str, str | bytes],
+    *,
+    namespace: str | None = None,
+    secret_type: str = "Opaque",  # noqa: S107
+) -> dict[str, Any]:
+    """A Secret; ``data`` values are base64-encoded here, as Kubernetes stores them."""
+    encoded = {
+        key: base64.b64encode(value.encode() if isinstance(value, str) else value).decode()
+        for key, value in data.items()
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(name, namespace),
+        "type": secret_type,
+        "data": encoded,
+    }
+
+
+def plugin_annotations(plugins: Mapping[str, Mapping[str, Any] | None]) -> dict[str, str]:
+    """Ingress annotations binding ``plugins`` in order, each with its config (None: defaults).
+
+    ``plugin_annotations({"key-auth": {"secret": "keys"}, "access-log": None})``
+    """
+    annotations = {"meta-native.io/plugins": ", ".join(plugins)}
+    for name, config in plugins.items():
+        if config is not None:
+            annotations[f"meta-native.io/plugin.{name}"] = json.dumps(config)
+    return annotations
 
 
 def routed_service(

@@ -4,6 +4,7 @@
 - ``manifests_dir``: an empty directory for manifests.
 - ``gateway_process``: a factory of started ``gateway run`` processes.
 - ``in_process_gateway``: a factory of gateways served from a thread (in-code plugins).
+- ``redis_server``: a started ``redis-server`` on a free port (the Debian binary).
 Everything a fixture starts is stopped at the end of the test.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from gateway_core.testing.process import GatewayProcess, InProcessGateway
+from gateway_core.testing.redis import RedisServer
 from gateway_core.testing.upstream import RecordingUpstream
 
 
@@ -71,3 +73,11 @@ def in_process_gateway() -> Iterator[Callable[..., InProcessGateway]]:
     yield make
     for gateway in started:
         gateway.stop()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real ``redis-server`` for this test; stopped afterwards."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
