@@ -28,7 +28,7 @@ PLUGINS = sorted(path.name for path in (ROOT / "plugins").iterdir() if (path / "
 def _spec(name: str) -> PluginSpec[Any]:
     (entry,) = [ep for ep in importlib.metadata.entry_points(group="gateway_core") if ep.name == name]
     module = entry.load()
-    specs = {spec.name: spec for spec in module.gateway_plugin_specs()}
+    specs: dict[str, PluginSpec[Any]] = {spec.name: spec for spec in module.gateway_plugin_specs()}
     return specs[name]
 
 
