@@ -13,6 +13,11 @@ root) and stops everything it started.
 
     python bench/proxy_bench.py                   # c=50 and c=200, 10 s each
     python bench/proxy_bench.py --duration 3 --connections 50 --json out.json
+    python bench/proxy_bench.py --preset policy   # with bench/presets/policy.yaml's plugins bound
+
+A preset (``bench/presets/NAME.yaml``) names the plugins to bind, their configs, extra
+objects for the manifests (a Secret of API keys, say) and headers wrk sends to every target;
+``{work}`` in a config value is the run's scratch directory.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 BODY = "x" * 64
 
@@ -185,10 +193,12 @@ def nginx(conf: str, workdir: Path, name: str) -> AbstractContextManager[subproc
     )
 
 
-def run_wrk(url: str, *, connections: int, threads: int, duration: float, host: str | None = None) -> Result:
+def run_wrk(
+    url: str, *, connections: int, threads: int, duration: float, headers: dict[str, str] | None = None
+) -> Result:
     args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency", url]
-    if host:
-        args[1:1] = ["-H", f"Host: {host}"]
+    for name, value in (headers or {}).items():
+        args[1:1] = ["-H", f"{name}: {value}"]
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
@@ -234,6 +244,7 @@ def main() -> int:
         help="meta-native.io/plugin.NAME annotation (repeatable)",
     )
     parser.add_argument("--gateway-config", help="extra YAML config file for the gateway")
+    parser.add_argument("--preset", help="bench/presets/NAME.yaml: plugins, configs, objects and headers to use")
     parser.add_argument("--json", dest="json_out", help="also write results as JSON to this file")
     args = parser.parse_args()
 
@@ -250,13 +261,21 @@ def main() -> int:
         )
         manifests = work / "manifests"
         manifests.mkdir()
+        preset = load_preset(args.preset, work) if args.preset else {}
+        if preset:
+            args.plugins = preset.get("plugins", args.plugins)
         annotations = {}
         if args.plugins:
             annotations["meta-native.io/plugins"] = args.plugins
+        for name, config in preset.get("config", {}).items():
+            annotations[f"meta-native.io/plugin.{name}"] = json.dumps(config)
         for item in args.plugin_config:
             name, _, value = item.partition("=")
             annotations[f"meta-native.io/plugin.{name}"] = value
         (manifests / "bench.yaml").write_text(MANIFESTS.format(upstream=upstream, annotations=json.dumps(annotations)))
+        if preset.get("objects"):
+            (manifests / "preset.yaml").write_text(yaml.safe_dump_all(preset["objects"]))
+        headers: dict[str, str] = preset.get("headers", {})
         config = work / "gateway.yaml"
         config.write_text(
             textwrap.dedent("""
@@ -302,12 +321,18 @@ def main() -> int:
         for connections in args.connections:
             if args.warmup > 0:
                 for url in targets.values():
-                    run_wrk(url, connections=connections, threads=args.threads, duration=args.warmup)
+                    run_wrk(url, connections=connections, threads=args.threads, duration=args.warmup, headers=headers)
             rounds: dict[str, list[Result]] = {name: [] for name in targets}
             for _ in range(args.rounds):
                 for name, url in targets.items():
                     rounds[name].append(
-                        run_wrk(url, connections=connections, threads=args.threads, duration=args.duration)
+                        run_wrk(
+                            url,
+                            connections=connections,
+                            threads=args.threads,
+                            duration=args.duration,
+                            headers=headers,
+                        )
                     )
             results += [median_result(name, connections, runs) for name, runs in rounds.items()]
         print_table(results, args)
@@ -318,6 +343,24 @@ def main() -> int:
             print("\nthe gateway logged a traceback:\n" + gateway_log[-4000:], file=sys.stderr)
             return 1
     return 0
+
+
+def load_preset(name: str, work: Path) -> dict[str, Any]:
+    """``bench/presets/NAME.yaml`` with ``{work}`` in config strings replaced by the scratch dir."""
+    path = Path(__file__).resolve().parent / "presets" / f"{name}.yaml"
+    preset: dict[str, Any] = yaml.safe_load(path.read_text())
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace("{work}", str(work))
+        if isinstance(value, dict):
+            return {key: fill(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [fill(item) for item in value]
+        return value
+
+    preset["config"] = fill(preset.get("config", {}))
+    return preset
 
 
 def print_table(results: list[Result], args: argparse.Namespace) -> None:
