@@ -155,11 +155,12 @@ def _which(tool: str) -> str | None:
     )
 
 
-def wait_http(url: str, timeout: float = 20.0) -> None:
+def wait_http(url: str, timeout: float = 20.0, headers: dict[str, str] | None = None) -> None:
     deadline = time.monotonic() + timeout
+    request = urllib.request.Request(url, headers=headers or {})
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            with urllib.request.urlopen(request, timeout=1) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -307,7 +308,7 @@ def main() -> int:
                 f"http://127.0.0.1:{admin}/ready",
                 f"http://127.0.0.1:{gateway}/",
             ):
-                wait_http(url)
+                wait_http(url, headers=headers)
         except RuntimeError:
             for log in sorted(work.glob("*.log")) + sorted(work.glob("*.out")):
                 print(f"--- {log.name}\n{log.read_text()[-3000:]}", file=sys.stderr)

@@ -22,6 +22,7 @@ from gateway_core.messages import (
 )
 from gateway_core.plugin_api import (
     IDENTITY_HEADER,
+    RESERVED_REQUEST_HEADERS,
     Binding,
     CallNext,
     EmptyConfig,
@@ -37,6 +38,7 @@ from gateway_core.settings import GatewaySettings, load_settings
 
 __all__ = [
     "IDENTITY_HEADER",
+    "RESERVED_REQUEST_HEADERS",
     "Binding",
     "CallNext",
     "EmptyConfig",

@@ -84,6 +84,11 @@ def curl_examples(port: int, admin_port: int) -> str:
             f"  curl -H 'Host: shop.localhost' {base}/healthz      # -> api (Exact /healthz)",
             f"  curl -H 'Host: team-a.apps.localhost' {base}/      # -> api (wildcard host)",
             f"  curl -H 'Host: unknown.example' {base}/anything    # -> fallback (default backend)",
+            "",
+            "  # /account is bound to key-auth and rate-limit (5 a minute per consumer):",
+            f"  curl -i -H 'Host: shop.localhost' {base}/account   # -> 401, no API key",
+            f"  curl -i -H 'Host: shop.localhost' -H 'X-API-Key: demo-key-123' {base}/account"
+            "   # -> 200 as consumer demo; the 6th in a minute -> 429",
             f"  curl http://127.0.0.1:{admin_port}/routes           # the route table",
             f"  curl http://127.0.0.1:{admin_port}/metrics          # Prometheus metrics",
             "",

@@ -8,12 +8,29 @@ the proxy, so the mapping lives in one place.
 
 from __future__ import annotations
 
+from typing import Self
+
 
 class GatewayError(Exception):
-    """Base of every error the gateway raises on purpose."""
+    """Base of every error the gateway raises on purpose.
+
+    Raised from a request phase, it becomes the JSON answer ``{"error": code, "message": ...}``
+    with ``status``. The message is shown to the client only when the class sets
+    ``public = True`` (it then must not hold internal detail); ``headers`` go on the answer
+    (e.g. ``Retry-After``).
+    """
 
     status: int = 500
     code: str = "internal_error"
+    public: bool = False
+    """Whether ``str(error)`` may be sent to the client as the answer's message."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Extra (name, value) headers for the answer, set per instance with ``with_headers``."""
+
+    def with_headers(self, *headers: tuple[str, str]) -> Self:
+        """Add answer headers to this error (chainable: ``raise Err("...").with_headers(...)``)."""
+        self.headers = (*self.headers, *headers)
+        return self
 
 
 class ConfigError(GatewayError):
@@ -58,6 +75,7 @@ class RequestError(GatewayError):
 
     status = 400
     code = "bad_request"
+    public = True
 
 
 class RequestTimeoutError(RequestError):

@@ -8,26 +8,41 @@ latency by service is what latency objectives are set on.
 
 With several workers, ``prometheus_client``'s multiprocess mode (the
 ``PROMETHEUS_MULTIPROC_DIR`` the supervisor sets) lets any worker answer ``/metrics`` for
-all of them.
+all of them. With one worker, the registry also serves ``prometheus_client``'s default
+registry, so metrics a plugin registers there the usual way (and the process and Python
+metrics) are on ``/metrics`` either way.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class _DefaultRegistry(Collector):
+    """``prometheus_client``'s default registry, seen through another registry."""
+
+    def collect(self) -> Iterable[Metric]:
+        return REGISTRY.collect()
 
 
 class GatewayMetrics:
     """Every metric the gateway records."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, include_default: bool = True) -> None:
+        """``include_default``: also serve the default registry (single-process mode only)."""
         self.registry = registry if registry is not None else CollectorRegistry()
         reg = self.registry
         multiprocess = "PROMETHEUS_MULTIPROC_DIR" in os.environ
+        if include_default and not multiprocess:
+            reg.register(_DefaultRegistry())
         gauge_mode: Any = "livemax" if multiprocess else "all"
         self.requests = Counter(
             "gateway_requests",

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from gateway_core.errors import PluginError
 from gateway_core.messages import LocalResponse, Outcome, RequestContext, RouteInfo, UpstreamRequest, UpstreamResponse
@@ -69,6 +69,31 @@ HeaderName = Annotated[str, StringConstraints(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-
 IDENTITY_HEADER = "X-Auth-User"
 """The default request header an authentication plugin puts the authenticated identity in."""
 
+RESERVED_REQUEST_HEADERS = frozenset(
+    {
+        "authorization",
+        "cookie",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-real-ip",
+    }
+)
+"""Request headers no plugin may own: owned headers are stripped from every request of the
+gateway, and these carry credentials, framing or the gateway's own forwarding information."""
+
 
 class OwnsHeaders(Protocol):
     """A config model whose plugin sets request headers that clients must never supply."""
@@ -94,6 +119,13 @@ class IdentityConfig(BaseModel):
         description="Request header that carries the authenticated identity to the upstream. "
         "The gateway strips it from every client request on every route, so only this plugin sets it.",
     )
+
+    @field_validator("identity_header")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.lower() in RESERVED_REQUEST_HEADERS:
+            raise ValueError(f"{value} cannot carry the identity: it is stripped from every request of the gateway")
+        return value
 
     def owned_headers(self) -> Iterable[str]:
         return (self.identity_header,)

@@ -288,7 +288,12 @@ class ProxyApp:
                 exc,
                 extra={"route": route.info.id, "error": exc.code},
             )
-        return LocalResponse.error(exc.status, exc.code, _public_message(exc))
+        response = LocalResponse.error(exc.status, exc.code, _public_message(exc))
+        if exc.headers:
+            extra = Headers(response.headers)  # validates the values: no CR/LF from an error
+            for name, value in exc.headers:
+                extra.add(name, value)
+        return response
 
     async def _relay(self, response: UpstreamResponse, receive: Receive, send: Send, body: ClientBody | None) -> int:
         """Send the response head, then its body as it arrives; bytes of body sent.
@@ -374,6 +379,4 @@ def _public_message(exc: GatewayError) -> str:
         "upstream_protocol_error": "the upstream sent an invalid response",
         "upstream_timeout": "the upstream did not answer in time",
     }
-    return messages.get(
-        exc.code, str(exc) if isinstance(exc, RequestError) else "the gateway could not complete the request"
-    )
+    return messages.get(exc.code, str(exc) if exc.public else "the gateway could not complete the request")

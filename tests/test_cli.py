@@ -151,6 +151,15 @@ def test_demo_routes_by_host_and_path_and_stops_on_sigterm() -> None:
         assert httpx.get(base + "/", headers={"host": "shop.localhost"}).json()["service"] == "web"
         assert httpx.get(base + "/x", headers={"host": "team-a.apps.localhost"}).json()["service"] == "api"
         assert httpx.get(base + "/x", headers={"host": "unknown.example"}).json()["service"] == "fallback"
+        # The protected route shows the three answers the quickstart promises: 401, 200, 429.
+        account = base + "/account"
+        assert httpx.get(account, headers={"host": "shop.localhost"}).status_code == 401
+        keyed = {"host": "shop.localhost", "x-api-key": "demo-key-123"}
+        statuses = [httpx.get(account, headers=keyed).status_code for _ in range(6)]
+        assert statuses == [200] * 5 + [429]
+        limited = httpx.get(account, headers=keyed)
+        assert int(limited.headers["retry-after"]) > 0
+        assert limited.headers["ratelimit-limit"] == "5"
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)

@@ -209,3 +209,9 @@ def test_set_identity_refuses_what_cannot_travel_in_a_header() -> None:
     assert (ctx.identity, len(request.headers)) == (None, 0)
     assert set_identity(ctx, "alice", "X-User")
     assert (ctx.identity, request.headers.get("x-user")) == ("alice", "alice")
+
+
+@pytest.mark.parametrize("name", ["Authorization", "cookie", "Host", "X-Forwarded-For", "Content-Length"])
+def test_identity_cannot_go_in_a_header_the_gateway_relies_on(name: str) -> None:
+    with pytest.raises(ValueError, match="cannot carry the identity"):
+        PasswordConfig.model_validate({"password": "pw", "identity_header": name})

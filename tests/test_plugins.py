@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from gateway_core import (
     Binding,
     CallNext,
+    GatewayError,
     GatewaySettings,
     LocalResponse,
     Outcome,
@@ -383,6 +384,12 @@ def test_plugin_specs_refuse_lenient_config_models() -> None:
         PluginSpec(name="lenient", factory=lambda config, binding: object(), config_model=Lenient)
 
 
+class Busy(GatewayError):
+    status = 503
+    code = "busy"
+    public = True
+
+
 class Refuser(Plugin):
     """Raises the gateway's own errors from on_request, and retries the upstream call."""
 
@@ -391,6 +398,10 @@ class Refuser(Plugin):
             from gateway_core.errors import UpstreamTimeoutError
 
             raise UpstreamTimeoutError("the plugin's own side call timed out")
+        if ctx.path == "/busy":
+            raise Busy("try again in 7 seconds").with_headers(("Retry-After", "7"))
+        if ctx.path == "/internal":
+            raise GatewayError("secret detail: 10.0.0.7:6379 refused").with_headers(("X-Bad", "a\r\nb"))
         return None
 
     async def around_upstream(self, ctx: RequestContext, call_next: CallNext) -> UpstreamResponse:
@@ -422,6 +433,13 @@ def test_gateway_errors_from_plugins_keep_their_status_and_bodies_stream_once(
     timed_out = httpx.get(gateway.url + "/timeout", headers={"host": "app.local"})
     assert timed_out.status_code == 504
     assert timed_out.json()["error"] == "upstream_timeout"
+    busy = httpx.get(gateway.url + "/busy", headers={"host": "app.local"})
+    assert (busy.status_code, busy.headers["retry-after"]) == (503, "7")
+    assert busy.json() == {"error": "busy", "message": "try again in 7 seconds"}
+    internal = httpx.get(gateway.url + "/internal", headers={"host": "app.local"})
+    assert internal.status_code == 500  # a header value with CR/LF is a plugin bug: no injection
+    assert "10.0.0.7" not in internal.text
+    assert "x-bad" not in internal.headers
 
     assert httpx.get(gateway.url + "/retry", headers={"host": "app.local"}).status_code == 200
     assert [r.method for r in api.requests] == ["GET", "GET"]  # bodyless: sent twice

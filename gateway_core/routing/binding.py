@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from gateway_core.errors import PluginError
 from gateway_core.manifests.annotations import PLUGIN_CONFIG_PREFIX, PluginAnnotations
 from gateway_core.manifests.objects import format_validation_error
 from gateway_core.messages import RouteInfo
@@ -159,6 +160,10 @@ class PluginInstances:
                 view = SecretsView(secrets)
                 try:
                     instance = spec.factory(config, Binding(plugin=spec.name, route=route, secrets=view))
+                except PluginError as exc:  # a refusal the plugin explains (e.g. a missing Secret)
+                    logger.warning("plugin %s refused to bind to route %s: %s", spec.name, route.id, exc)
+                    problems.append(f"plugin {spec.name!r}: {exc}")
+                    continue
                 except Exception as exc:  # a plugin bug must reject one Ingress, not the table
                     logger.exception("plugin %s failed to bind to route %s", spec.name, route.id)
                     problems.append(f"plugin {spec.name!r} failed to initialise: {exc}")

@@ -21,6 +21,11 @@ from gateway_core.testing.redis import RedisServer
 from gateway_core.testing.upstream import RecordingUpstream
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the kit's marker, so plugin test suites need no settings of their own for it."""
+    config.addinivalue_line("markers", "e2e: runs real gateway processes over real sockets")
+
+
 @pytest.fixture
 def upstream() -> Iterator[Callable[..., RecordingUpstream]]:
     """``upstream(name="api")`` starts an echo server on 127.0.0.1 and returns it."""
