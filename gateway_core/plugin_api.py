@@ -72,6 +72,7 @@ IDENTITY_HEADER = "X-Auth-User"
 RESERVED_REQUEST_HEADERS = frozenset(
     {
         "authorization",
+        "proxy-authorization",
         "cookie",
         "host",
         "content-length",

@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.bench
 
 
-def test_proxy_bench_compares_gateway_with_direct_and_nginx() -> None:
+@pytest.mark.parametrize("preset", [None, "policy"])
+def test_proxy_bench_compares_gateway_with_direct_and_nginx(preset: str | None) -> None:
+    extra = ["--preset", preset] if preset else []
     result = subprocess.run(
         [
             sys.executable,
@@ -26,6 +28,7 @@ def test_proxy_bench_compares_gateway_with_direct_and_nginx() -> None:
             "10",
             "--rounds",
             "1",
+            *extra,
         ],
         cwd=ROOT,
         capture_output=True,

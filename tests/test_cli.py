@@ -155,8 +155,10 @@ def test_demo_routes_by_host_and_path_and_stops_on_sigterm() -> None:
         account = base + "/account"
         assert httpx.get(account, headers={"host": "shop.localhost"}).status_code == 401
         keyed = {"host": "shop.localhost", "x-api-key": "demo-key-123"}
-        statuses = [httpx.get(account, headers=keyed).status_code for _ in range(6)]
-        assert statuses == [200] * 5 + [429]
+        answers = [httpx.get(account, headers=keyed) for _ in range(6)]
+        assert [answer.status_code for answer in answers] == [200] * 5 + [429]
+        assert [answer.headers["ratelimit-remaining"] for answer in answers[:5]] == ["4", "3", "2", "1", "0"]
+        assert answers[0].json()["service"] == "api"
         limited = httpx.get(account, headers=keyed)
         assert int(limited.headers["retry-after"]) > 0
         assert limited.headers["ratelimit-limit"] == "5"

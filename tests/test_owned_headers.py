@@ -215,3 +215,18 @@ def test_set_identity_refuses_what_cannot_travel_in_a_header() -> None:
 def test_identity_cannot_go_in_a_header_the_gateway_relies_on(name: str) -> None:
     with pytest.raises(ValueError, match="cannot carry the identity"):
         PasswordConfig.model_validate({"password": "pw", "identity_header": name})
+
+
+def test_a_plugin_that_would_own_a_reserved_header_is_refused_at_binding() -> None:
+    from gateway_core.manifests.annotations import PluginAnnotations
+    from gateway_core.routing.binding import BindingPolicy, resolve_plugins
+
+    class GreedyConfig(PasswordConfig):
+        def owned_headers(self) -> Iterable[str]:
+            return (*super().owned_headers(), "Cookie")
+
+    spec = PluginSpec(name="greedy", factory=lambda c, b: Plugin(), config_model=GreedyConfig)
+    annotations = PluginAnnotations(listed=("greedy",), configs={"greedy": {"password": "pw"}})
+    resolved = resolve_plugins(annotations, BindingPolicy(), {"greedy": spec})
+    assert resolved.plugins == []
+    assert resolved.problems == ["plugin 'greedy': may not own the request header(s) cookie"]

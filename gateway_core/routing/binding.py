@@ -21,7 +21,7 @@ from gateway_core.errors import PluginError
 from gateway_core.manifests.annotations import PLUGIN_CONFIG_PREFIX, PluginAnnotations
 from gateway_core.manifests.objects import format_validation_error
 from gateway_core.messages import RouteInfo
-from gateway_core.plugin_api import Binding, PluginSpec, implemented_phases
+from gateway_core.plugin_api import RESERVED_REQUEST_HEADERS, Binding, PluginSpec, implemented_phases
 
 logger = logging.getLogger("gateway_core.routing")
 
@@ -120,6 +120,10 @@ def resolve_plugins(
             config = spec.config_model.model_validate(plugin_config(name, annotations, policy))
         except ValidationError as exc:
             problems.append(f"plugin {name!r}: invalid config: " + "; ".join(format_validation_error(exc)))
+            continue
+        reserved = sorted(spec.headers_owned_by(config) & RESERVED_REQUEST_HEADERS)
+        if reserved:  # owned headers vanish from every request of the gateway: never these
+            problems.append(f"plugin {name!r}: may not own the request header(s) {', '.join(reserved)}")
             continue
         resolved.append((spec, config))
     resolved.sort(key=lambda item: (-item[0].priority, item[0].name))

@@ -11,7 +11,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from gateway_core.plugin_api import HeaderName, IdentityConfig
+from gateway_core.plugin_api import RESERVED_REQUEST_HEADERS, HeaderName, IdentityConfig
 
 Algorithm = Literal[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "HS256", "HS384", "HS512"
@@ -21,29 +21,7 @@ Algorithm = Literal[
 ALGORITHMS: tuple[str, ...] = get_args(Algorithm)
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 
-RESERVED_HEADERS = frozenset(
-    {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "upgrade",
-        "expect",
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "forwarded",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-forwarded-port",
-        "x-real-ip",
-    }
-)
+RESERVED_HEADERS = RESERVED_REQUEST_HEADERS
 """Headers a claim may never be written to: the gateway strips owned headers from every request."""
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=253)]
