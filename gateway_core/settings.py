@@ -71,11 +71,43 @@ class ServerSettings(_Section):
 
 
 class KubernetesSettings(_Section):
-    """Where Kubernetes objects come from (the Kubernetes provider) and the default namespace."""
+    """The Kubernetes provider (``gateway run --kubernetes``), and the default namespace."""
 
+    enabled: bool = Field(False, description="Read objects from the Kubernetes API (`--kubernetes`).")
     kubeconfig: str = Field("", description="Path to a kubeconfig; empty = in-cluster config.")
     master_url: str = Field("", description="API server URL overriding the kubeconfig's.")
     namespace: str = Field("default", description="Namespace of manifests that name none.")
+    namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces to watch (`--namespace`, repeatable); empty = the whole cluster."
+    )
+    debounce: float = Field(
+        0.1, ge=0, le=10, description="Seconds of quiet after a change before the route table is rebuilt."
+    )
+    watch_timeout: float = Field(
+        300, gt=0, description="Seconds a watch request may stay open before it is renewed (server-side timeout)."
+    )
+    backoff_max: float = Field(30, gt=0, description="Longest wait, in seconds, between reconnection attempts.")
+    leader_election: bool = Field(
+        True, description="Elect one replica (a coordination.k8s.io Lease) to write Ingress status and Events."
+    )
+    lease_name: str = Field("meta-native-gateway", description="Name of the leader-election Lease.")
+    lease_namespace: str = Field(
+        "", description="Namespace of the Lease; empty = the pod's namespace (POD_NAMESPACE), else `default`."
+    )
+    lease_duration: float = Field(15, gt=0, description="Seconds a leader's Lease is valid without renewal.")
+    renew_deadline: float = Field(10, gt=0, description="Seconds the leader keeps trying to renew before it steps down.")
+    retry_period: float = Field(2, gt=0, description="Seconds between leader-election attempts and renewals.")
+    update_status: bool = Field(True, description="Write `.status.loadBalancer.ingress` of the Ingresses served.")
+    publish_service: str = Field(
+        "", description="`namespace/name` of the Service whose address is written into Ingress status."
+    )
+    publish_status_address: list[str] = Field(
+        default_factory=list, description="Addresses (IPs or host names) written into Ingress status instead."
+    )
+    update_status_on_shutdown: bool = Field(
+        True, description="Clear the status of the Ingresses served when the leader shuts down."
+    )
+    events: bool = Field(True, description="Record a Warning Event on an Ingress that is rejected, and why.")
 
 
 class UpstreamSettings(_Section):
