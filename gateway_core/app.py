@@ -54,6 +54,15 @@ class BuiltinSources:
 
     @hookspecs.hookimpl(trylast=True)
     def gateway_route_source(self, settings: GatewaySettings) -> RouteSource | None:
+        if settings.kubernetes.enabled:
+            if settings.manifests.dir:
+                raise ConfigError(
+                    "two route sources: give either the Kubernetes API (--kubernetes) or a manifests "
+                    "directory (--manifests DIR), not both"
+                )
+            from gateway_core.providers.kubernetes import KubernetesSource  # imports the kubernetes client
+
+            return KubernetesSource(settings)
         if settings.manifests.dir:
             if not Path(settings.manifests.dir).is_dir():
                 raise ConfigError(f"manifests directory {settings.manifests.dir} does not exist or is not a directory")
@@ -228,6 +237,7 @@ class Gateway:
                 self.tables.publish(table)
                 self._first_table.set()
                 await self._announce(table, previous)
+                await self._observe(table)
         finally:
             self._building = False
 
@@ -272,6 +282,16 @@ class Gateway:
         except Exception:
             logger.exception("a gateway_routes_loaded hook failed")
 
+    async def _observe(self, table: RouteTable) -> None:
+        """Hand the table to the source's optional ``table_built`` (status and Events)."""
+        observer = getattr(self.source, "table_built", None)
+        if observer is None:
+            return
+        try:
+            await observer(table)
+        except Exception:
+            logger.exception("the route source failed to take the new route table")
+
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
             return
@@ -303,7 +323,8 @@ def create_app(
     """A gateway from settings, with extra in-code ``plugins`` and an optional route source.
 
     Without ``route_source``, the ``gateway_route_source`` hook chooses one; the built-in
-    answer is the manifests directory of ``settings.manifests.dir``.
+    answer is the Kubernetes API when ``settings.kubernetes.enabled``, else the manifests
+    directory of ``settings.manifests.dir``.
     """
     settings = settings or GatewaySettings()
     pm = get_plugin_manager(
@@ -312,6 +333,7 @@ def create_app(
     source = route_source or pm.hook.gateway_route_source(settings=settings)
     if source is None:
         raise ConfigError(
-            "no route source: give a manifests directory (--manifests DIR) or install a route-source plugin"
+            "no route source: give a manifests directory (--manifests DIR), watch the Kubernetes API "
+            "(--kubernetes), or install a route-source plugin"
         )
     return Gateway(settings, pm=pm, source=source, transport=transport or make_transport(settings), metrics=metrics)

@@ -1,7 +1,8 @@
 """The ``gateway`` command: ``run``, ``check``, ``plugins``, ``demo``.
 
 The flags of ``gateway run`` are a contract (acceptance tests drive the gateway through
-them): ``--manifests DIR --port P --admin-port P --host H --workers N --config FILE``.
+them): ``--manifests DIR --port P --admin-port P --host H --workers N --config FILE``, and
+``--kubernetes [--kubeconfig PATH] [--namespace NS ...]`` for routes from the Kubernetes API.
 Flags win over ``GATEWAY_*`` environment variables, which win over the config file.
 """
 
@@ -83,6 +84,20 @@ def main() -> None:
 
 @main.command()
 @click.option("--manifests", "manifests", type=click.Path(file_okay=False), help="Directory of Kubernetes manifests.")
+@click.option("--kubernetes", "kubernetes", is_flag=True, default=None, help="Watch the Kubernetes API for routes.")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="Kubeconfig for --kubernetes (default: the in-cluster service account).",
+)
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    metavar="NS",
+    help="Namespace to watch with --kubernetes (repeatable; default: all namespaces).",
+)
 @click.option("--port", type=click.IntRange(0, 65535), help="Proxy port (default 8080).")
 @click.option("--admin-port", type=click.IntRange(0, 65535), help="Admin port: health, metrics, routes (default 9090).")
 @click.option("--host", help="Proxy listen address (default 0.0.0.0).")
@@ -92,6 +107,9 @@ def main() -> None:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Log level.")
 def run(
     manifests: str | None,
+    kubernetes: bool | None,
+    kubeconfig: str | None,
+    namespaces: tuple[str, ...],
     port: int | None,
     admin_port: int | None,
     host: str | None,
@@ -107,6 +125,15 @@ def run(
     overrides: dict[str, Any] = {}
     if manifests is not None:
         overrides["manifests"] = {"dir": manifests}
+    kube: dict[str, Any] = {}
+    if kubernetes:
+        kube["enabled"] = True
+    if kubeconfig is not None:
+        kube["kubeconfig"] = kubeconfig
+    if namespaces:
+        kube["namespaces"] = list(namespaces)
+    if kube:
+        overrides["kubernetes"] = kube
     if workers is not None:
         overrides["server"] = {"workers": workers}
     if ingress_class is not None:

@@ -95,7 +95,9 @@ class KubernetesSettings(_Section):
         "", description="Namespace of the Lease; empty = the pod's namespace (POD_NAMESPACE), else `default`."
     )
     lease_duration: float = Field(15, gt=0, description="Seconds a leader's Lease is valid without renewal.")
-    renew_deadline: float = Field(10, gt=0, description="Seconds the leader keeps trying to renew before it steps down.")
+    renew_deadline: float = Field(
+        10, gt=0, description="Seconds the leader keeps trying to renew before it steps down."
+    )
     retry_period: float = Field(2, gt=0, description="Seconds between leader-election attempts and renewals.")
     update_status: bool = Field(True, description="Write `.status.loadBalancer.ingress` of the Ingresses served.")
     publish_service: str = Field(

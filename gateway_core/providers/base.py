@@ -6,6 +6,11 @@ every change, until it is cancelled. A snapshot is always complete — the whole
 objects, not a delta — so the gateway rebuilds the table from it alone. Problems reading a
 part go into ``Snapshot.problems``; the source keeps running. A source that cannot reach its
 backend keeps retrying and publishes nothing, so the last good table keeps serving.
+
+A source may also define ``async def table_built(self, table: RouteTable) -> None``: the
+gateway awaits it after every table it builds and swaps in (the Kubernetes source writes
+Ingress status and Events from it). It must return quickly and never block the event loop;
+an exception is logged, never raised.
 """
 
 from __future__ import annotations
