@@ -2,7 +2,8 @@
 
 The route already holds each phase's methods in run order, so this is plain iteration:
 ``on_request`` until one answers, the ``around_upstream`` onion around the attempt (pick an
-endpoint, ``on_upstream_request``, send), ``on_response``, and ``on_log`` whose errors are
+endpoint, ``on_upstream_request``, send), ``on_response`` (or ``on_local_response`` when the
+gateway answers itself), and ``on_log``, whose errors (like ``on_local_response``'s) are
 logged and swallowed. No pluggy here: this is the hot path.
 """
 
@@ -65,6 +66,14 @@ class Pipeline:
         """Run ``on_response`` hooks in order."""
         for hook in route.on_response:
             await hook(ctx, response)
+
+    async def on_local_response(self, route: Route, ctx: RequestContext, response: LocalResponse) -> None:
+        """Run ``on_local_response`` hooks; an error in one is logged and the others still run."""
+        for hook in route.on_local_response:
+            try:
+                await hook(ctx, response)
+            except Exception:
+                logger.exception("on_local_response of a plugin failed on route %s", route.info.id)
 
     async def on_log(self, route: Route, ctx: RequestContext, outcome: Outcome) -> None:
         """Run ``on_log`` hooks; an error in one is logged and the others still run."""

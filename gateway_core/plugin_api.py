@@ -22,7 +22,7 @@ from gateway_core.messages import LocalResponse, Outcome, RequestContext, RouteI
 CallNext = Callable[[], Awaitable[UpstreamResponse]]
 """Calls the next ``around_upstream`` layer, or the upstream itself, with ``ctx.request``."""
 
-PHASES = ("on_request", "on_upstream_request", "around_upstream", "on_response", "on_log")
+PHASES = ("on_request", "on_upstream_request", "around_upstream", "on_response", "on_local_response", "on_log")
 """The request phases, in the order a request meets them."""
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -48,6 +48,10 @@ class Plugin:
 
     async def on_response(self, ctx: RequestContext, response: UpstreamResponse) -> None:
         """After the upstream's head arrives, before the body streams: edit status/headers."""
+
+    async def on_local_response(self, ctx: RequestContext, response: LocalResponse) -> None:
+        """Before an answer the gateway made itself is sent (a plugin's response, a 502):
+        edit ``response.headers``. Errors are logged, never raised."""
 
     async def on_log(self, ctx: RequestContext, outcome: Outcome) -> None:
         """After the last byte went to the client. Errors are logged, never raised."""

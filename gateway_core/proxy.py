@@ -56,6 +56,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _NO_ROUTE = "no_route"
+_NO_CONTENT = frozenset({204, 304})
+"""Statuses whose answers carry no Content-Length (RFC 9110 §8.6) and no body."""
 _CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close"})
 """Connection tokens that name no header (the usual case: nothing more to strip)."""
 
@@ -259,6 +261,10 @@ class ProxyApp:
                     error = exc.code
             if response is None:
                 assert local is not None
+                if route.on_local_response:
+                    # A copy: plugins keep prebuilt answers (a 401) and share them across requests.
+                    local = LocalResponse(local.status, local.body, list(local.headers))
+                    await pipeline.on_local_response(route, ctx, local)
                 status = local.status
                 sent = await self._send_local(send, local)
         except ResponseAborted:
@@ -338,7 +344,8 @@ class ProxyApp:
 
     async def _send_local(self, send: Send, response: LocalResponse) -> int:
         headers = [item for item in response.headers if item[0] != b"content-length"]
-        headers.append((b"content-length", str(len(response.body)).encode()))
+        if response.status not in _NO_CONTENT:
+            headers.append((b"content-length", str(len(response.body)).encode()))
         headers.append((b"date", self._date.value()))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})

@@ -25,6 +25,7 @@ from gateway_core import (
     PluginSpec,
     RequestContext,
     UpstreamRequest,
+    UpstreamResponse,
     hookimpl,
     load_settings,
     set_identity,
@@ -32,6 +33,7 @@ from gateway_core import (
 from gateway_core.testing import (
     InProcessGateway,
     RecordingUpstream,
+    free_port,
     ingress,
     path,
     plugin_annotations,
@@ -230,3 +232,55 @@ def test_a_plugin_that_would_own_a_reserved_header_is_refused_at_binding() -> No
     resolved = resolve_plugins(annotations, BindingPolicy(), {"greedy": spec})
     assert resolved.plugins == []
     assert resolved.problems == ["plugin 'greedy': may not own the request header(s) cookie"]
+
+
+class Stamper(Plugin):
+    """Stamps every answer, the upstream's and the gateway's own."""
+
+    async def on_response(self, ctx: RequestContext, response: UpstreamResponse) -> None:
+        response.headers.set("x-stamp", "upstream")
+
+    async def on_local_response(self, ctx: RequestContext, response: LocalResponse) -> None:
+        response.headers.append((b"x-stamp", f"local-{response.status}".encode()))
+
+
+class Broken(Plugin):
+    async def on_local_response(self, ctx: RequestContext, response: LocalResponse) -> None:
+        raise RuntimeError("plugin bug")
+
+
+class StampHooks(Hooks):
+    @hookimpl
+    def gateway_plugin_specs(self) -> Sequence[PluginSpec[Any]]:
+        specs = list(super().gateway_plugin_specs())
+        specs.append(PluginSpec(name="stamper", factory=lambda c, b: Stamper(), priority=1000))
+        specs.append(PluginSpec(name="broken", factory=lambda c, b: Broken(), priority=1001))
+        return specs
+
+
+def test_on_local_response_stamps_the_gateways_own_answers(
+    upstream: Callable[..., RecordingUpstream],
+    manifests_dir: Path,
+    in_process_gateway: Callable[..., InProcessGateway],
+) -> None:
+    backend = upstream("api")
+    annotations = plugin_annotations({"stamper": None, "broken": None, "password": {"password": "pw"}})
+    write_manifests(
+        manifests_dir,
+        [
+            *routed_service("api", backend.port),
+            *routed_service("dead", free_port()),
+            ingress("ok", rules=[("ok.test", [path("/", "api")])], annotations=annotations),
+            ingress("dead", rules=[("dead.test", [path("/", "dead")])], annotations=annotations),
+        ],
+    )
+    settings = load_settings(None, {"manifests": {"dir": str(manifests_dir)}, "log": {"level": "error"}})
+    gateway = in_process_gateway(settings=settings, plugins=[StampHooks()], load_entry_points=False)
+    denied = httpx.get(f"{gateway.url}/", headers={"Host": "ok.test"})
+    assert (denied.status_code, denied.headers["x-stamp"]) == (401, "local-401")
+    passed = httpx.get(f"{gateway.url}/", headers={"Host": "ok.test", "X-Password": "pw"})
+    assert (passed.status_code, passed.headers["x-stamp"]) == (200, "upstream")
+    failed = httpx.get(f"{gateway.url}/", headers={"Host": "dead.test", "X-Password": "pw"})
+    assert (failed.status_code, failed.headers["x-stamp"]) == (502, "local-502")
+    missing = httpx.get(f"{gateway.url}/", headers={"Host": "unknown.test"})
+    assert (missing.status_code, "x-stamp" in missing.headers) == (404, False)  # no route: no plugins

@@ -35,6 +35,7 @@ class Route:
         "on_upstream_request",
         "around_upstream",
         "on_response",
+        "on_local_response",
         "on_log",
         "service_label",
         "plugin_names",
@@ -68,6 +69,7 @@ class Route:
         self.on_upstream_request = phase("on_upstream_request")
         self.around_upstream = phase("around_upstream")
         self.on_response = phase("on_response")
+        self.on_local_response = phase("on_local_response")
         self.on_log = phase("on_log")
 
     def describe(self) -> dict[str, Any]:

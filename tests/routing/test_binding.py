@@ -494,4 +494,11 @@ def test_implemented_phases_ignores_instance_attributes() -> None:
 
 
 def test_phases_constant() -> None:
-    assert PHASES == ("on_request", "on_upstream_request", "around_upstream", "on_response", "on_log")
+    assert PHASES == (
+        "on_request",
+        "on_upstream_request",
+        "around_upstream",
+        "on_response",
+        "on_local_response",
+        "on_log",
+    )

@@ -164,6 +164,27 @@ def test_chosen_fields_in_their_order_with_the_query_and_client_headers(
     assert "hidden" not in log.read_text()
 
 
+def test_the_id_request_id_kept_or_generated_is_logged_instead_of_the_client_header(
+    upstream: Callable[..., RecordingUpstream], manifests_dir: Path, in_process_gateway: Gateway, tmp_path: Path
+) -> None:
+    log = tmp_path / "access.log"
+    backend = upstream("api")
+    plugins: dict[str, dict[str, Any] | None] = {
+        "request-id": None,
+        "access-log": {"output": str(log), "fields": ["path", "request_id"]},
+    }
+    gw = _serve(manifests_dir, in_process_gateway, backend.port, plugins)
+    assert httpx.get(f"{gw.url}/kept", headers={"X-Request-ID": "r-1"}).status_code == 200
+    assert httpx.get(f"{gw.url}/replaced", headers={"X-Request-ID": "not valid"}).status_code == 200
+    assert httpx.get(f"{gw.url}/generated").status_code == 200
+    kept, replaced, generated = _entries(log, 3)
+    sent = [request.headers["x-request-id"] for request in backend.requests]
+    assert kept["request_id"] == sent[0] == "r-1"
+    assert replaced["request_id"] == sent[1] != "not valid"
+    assert generated["request_id"] == sent[2]
+    assert None not in (replaced["request_id"], generated["request_id"])
+
+
 def test_a_rotated_file_is_followed_by_a_new_one(
     upstream: Callable[..., RecordingUpstream], manifests_dir: Path, in_process_gateway: Gateway, tmp_path: Path
 ) -> None:

@@ -15,13 +15,14 @@ whatever the client sent. Only our own field names and escaped values are templa
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable, Sequence
 from json.encoder import encode_basestring_ascii
 from operator import itemgetter
 from typing import Any
 
-from gateway_core import Endpoint, Outcome, RequestContext, RouteInfo
+from gateway_core import Endpoint, Outcome, RequestContext, RouteInfo, StashKey
 
 escape: Callable[[str], str] = encode_basestring_ascii
 """A JSON string literal (quotes included) of its argument, in ASCII."""
@@ -58,6 +59,19 @@ _CONVERSIONS = {"time": '"%s.%03dZ"', "status": "%d", "bytes_in": "%d", "bytes_o
 _HEADER_FIELDS = {"user_agent": b"user-agent", "referer": b"referer"}
 
 
+def request_id_key() -> StashKey[str] | None:
+    """The ``request-id`` plugin's stash key when that distribution is installed, else None.
+
+    Looked up by name, at bind time, so access-log does not depend on request-id.
+    """
+    try:
+        module = importlib.import_module("gateway_plugin_request_id")
+    except ImportError:
+        return None
+    key = getattr(module, "REQUEST_ID", None)
+    return key if isinstance(key, StashKey) else None
+
+
 def utc_date(second: int) -> str:
     """``2026-05-01T12:30:00`` for ``second`` (seconds since the epoch), in UTC."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
@@ -79,6 +93,7 @@ class LineFormat:
         "_plugins",
         "_last_plugins",
         "_last_endpoint",
+        "_request_id_key",
     )
 
     def __init__(
@@ -134,6 +149,7 @@ class LineFormat:
         self._plugins: dict[tuple[str, ...], str] = {}
         self._last_plugins: tuple[tuple[str, ...], str] = ((), "[]")
         self._last_endpoint: tuple[Endpoint | None, str] = (None, "null")
+        self._request_id_key = request_id_key() if "request_id" in fields else None
 
     def render(self, ctx: RequestContext, outcome: Outcome) -> str:
         """The JSON line for one request.
@@ -162,6 +178,10 @@ class LineFormat:
             user_agent, referer, request_id, extra = self._headers(ctx)
         else:
             user_agent = referer = request_id = extra = "null"
+        if self._request_id_key is not None:  # the id request-id kept or generated wins
+            stashed = ctx.stash.get(self._request_id_key)
+            if stashed is not None:
+                request_id = escape(stashed)
         row = (
             stamp[1],
             int((now - second) * 1000),
