@@ -185,11 +185,12 @@ def test_a_path_that_cannot_be_a_header_value_skips_the_header_never_injects(
     assert response.headers["x-frame-options"] == "DENY"
 
 
-def test_answers_the_gateway_makes_itself_get_no_response_edits(gateway: InProcessGateway) -> None:
+def test_answers_the_gateway_makes_itself_get_the_response_edits_too(gateway: InProcessGateway) -> None:
     response = httpx.get(f"{gateway.url}/x", headers={"Host": "dead.test"})
     assert response.status_code == 502
-    assert "x-frame-options" not in response.headers
-    assert "cache-control" not in response.headers
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["cache-control"] == "no-store"
+    assert response.json()["error"] == "upstream_connect_failed"
 
 
 def test_trusted_proxy_information_feeds_client_ip_and_scheme(

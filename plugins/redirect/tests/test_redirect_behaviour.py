@@ -12,10 +12,12 @@ import pytest
 from gateway_core.testing import (
     InProcessGateway,
     RecordingUpstream,
+    free_port,
     ingress,
     path,
     plugin_annotations,
     routed_service,
+    wait_until,
     write_manifests,
 )
 
@@ -215,3 +217,40 @@ def test_hsts_replaces_the_upstreams_own_and_goes_on_https_redirects(
     plain = _get(gw, "/", "temp.test")
     assert plain.status_code == 302
     assert "strict-transport-security" not in plain.headers
+
+
+def test_hsts_goes_on_the_gateways_own_answers_to_https_requests(
+    upstream: Callable[..., RecordingUpstream],
+    manifests_dir: Path,
+    in_process_gateway: Callable[..., InProcessGateway],
+) -> None:
+    write_manifests(
+        manifests_dir,
+        [
+            *routed_service("dead", upstream("app").port),
+            ingress(
+                "dead",
+                rules=[("dead.test", [path("/", "dead")])],
+                annotations=plugin_annotations({"redirect": {"hsts": {"max_age": 120}}}),
+            ),
+        ],
+    )
+    gw = in_process_gateway(manifests=manifests_dir, overrides=TRUSTED)
+    upstream_answer = _get(gw, "/", "dead.test", **{"X-Forwarded-Proto": "https"})
+    assert upstream_answer.headers.get_list("strict-transport-security") == ["max-age=120"]
+    write_manifests(
+        manifests_dir,
+        [
+            *routed_service("dead", free_port()),
+            ingress(
+                "dead",
+                rules=[("dead.test", [path("/", "dead")])],
+                annotations=plugin_annotations({"redirect": {"hsts": {"max_age": 120}}}),
+            ),
+        ],
+    )
+    wait_until(lambda: _get(gw, "/", "dead.test").status_code == 502, message="the endpoint change")
+    failed = _get(gw, "/", "dead.test", **{"X-Forwarded-Proto": "https"})
+    assert failed.status_code == 502
+    assert failed.headers.get_list("strict-transport-security") == ["max-age=120"]
+    assert "strict-transport-security" not in _get(gw, "/", "dead.test").headers  # plain HTTP: never

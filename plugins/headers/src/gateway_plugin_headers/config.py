@@ -186,7 +186,7 @@ class HeadersConfig(BaseModel):
     response: ResponseEdits = Field(
         default_factory=ResponseEdits,
         description="Edits to the upstream's response sent to the client, applied in the order remove, set, add. "
-        "Not applied to answers the gateway makes itself (401, 429, 502, ...).",
+        "Also applied to answers the gateway makes itself on the route (401, 429, 502, ...).",
     )
     request_id_header: HeaderName = Field(
         "X-Request-ID",

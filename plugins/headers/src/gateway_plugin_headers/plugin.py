@@ -106,6 +106,10 @@ class ResponseHeaders(HeaderEdits):
     async def on_response(self, ctx: RequestContext, response: UpstreamResponse) -> None:
         self.response.apply(ctx, response.headers)
 
+    async def on_local_response(self, ctx: RequestContext, response: LocalResponse) -> None:
+        """The gateway's own answers on the route (a 401, a 429, a 502) get the same edits."""
+        self.response.apply(ctx, Headers(response.headers))
+
 
 class RequestAndResponseHeaders(RequestHeaders, ResponseHeaders):
     """Edits both directions."""

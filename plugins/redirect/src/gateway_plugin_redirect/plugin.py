@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote, quote_from_bytes, urlsplit
 
-from gateway_core import Binding, LocalResponse, RequestContext, UpstreamResponse
+from gateway_core import Binding, Headers, LocalResponse, RequestContext, UpstreamResponse
 from gateway_plugin_redirect.config import HOST, RedirectConfig
 
 ACME_CHALLENGE = "/.well-known/acme-challenge/"
@@ -154,6 +154,11 @@ class Hsts:
         if is_https(ctx):
             response.headers.set("strict-transport-security", self._value)
 
+    async def on_local_response(self, ctx: RequestContext, response: LocalResponse) -> None:
+        """The gateway's own answers to HTTPS requests (a 401, a 502) carry HSTS too."""
+        if is_https(ctx):
+            Headers(response.headers).set("strict-transport-security", self._value)
+
 
 class RedirectWithHsts(Redirect):
     """:class:`Redirect` that also adds HSTS to the upstream's responses to HTTPS requests."""
@@ -161,6 +166,11 @@ class RedirectWithHsts(Redirect):
     async def on_response(self, ctx: RequestContext, response: UpstreamResponse) -> None:
         if is_https(ctx):
             response.headers.set("strict-transport-security", self._hsts[0][1])
+
+    async def on_local_response(self, ctx: RequestContext, response: LocalResponse) -> None:
+        """Every answer to an HTTPS request carries HSTS once, the plugin's own redirects included."""
+        if is_https(ctx):
+            Headers(response.headers).set("strict-transport-security", self._hsts[0][1])
 
 
 def _quoted(raw: bytes) -> str:
