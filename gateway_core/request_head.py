@@ -90,12 +90,33 @@ class TrustedProxies:
         return known
 
     def client_from(self, forwarded_for: str, peer: str) -> str:
-        """The client address: the right-most X-Forwarded-For entry that is not a trusted proxy."""
-        for hop in reversed([item.strip() for item in forwarded_for.split(",") if item.strip()]):
+        """The client address: the right-most X-Forwarded-For entry that is not a trusted proxy.
+
+        Entries some proxies write with a port (``203.0.113.7:4711``, ``[2001:db8::7]:443``)
+        count as their address.
+        """
+        for item in reversed(forwarded_for.split(",")):
+            hop = _without_port(item.strip())
+            if not hop:
+                continue
             if not self.trusts(hop):
                 return hop
             peer = hop
         return peer
+
+
+def _without_port(hop: str) -> str:
+    """``1.2.3.4:80`` -> ``1.2.3.4``; ``[::1]:80`` and ``[::1]`` -> ``::1``; anything else unchanged."""
+    if hop.startswith("["):
+        end = hop.find("]")
+        rest = hop[end + 1 :] if end > 0 else ""
+        if end > 0 and (not rest or (rest[0] == ":" and rest[1:].isdigit())):
+            return hop[1:end]
+        return hop
+    host, colon, port = hop.partition(":")
+    if colon and port.isdigit():  # one colon only: IPv6 addresses have several
+        return host
+    return hop
 
 
 class RequestHead:

@@ -159,10 +159,19 @@ def test_ipv4_mapped_ipv6_clients_are_matched_as_ipv4(behind_proxy: InProcessGat
 def test_an_unparsable_client_is_refused_by_an_allow_list_and_passed_by_a_deny_list(
     behind_proxy: InProcessGateway, backends: Backends
 ) -> None:
-    for garbage in ("unknown", "10.1.2.3:5000", "[2001:db8::5]", "10.1.2", "_hidden"):
+    for garbage in ("unknown", "10.1.2", "_hidden", "10.1.2.3:port"):
         _assert_forbidden(_get(behind_proxy.url, "corp.test", garbage))
         assert _get(behind_proxy.url, "blocklist.test", garbage).status_code == 200
     assert backends["api"].requests == []
+
+
+def test_a_port_or_brackets_a_proxy_wrote_are_not_part_of_the_address(
+    behind_proxy: InProcessGateway, backends: Backends
+) -> None:
+    for allowed in ("10.1.2.3:5000", "[2001:db8::5]", "[2001:db8::5]:443"):
+        assert _get(behind_proxy.url, "corp.test", allowed).status_code == 200
+    for denied in ("10.66.0.1:5000", "[2001:db8:bad::1]:443"):
+        _assert_forbidden(_get(behind_proxy.url, "corp.test", denied))
 
 
 HOSTILE_FORWARDED_FOR = [
