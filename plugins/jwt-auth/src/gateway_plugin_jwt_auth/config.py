@@ -21,9 +21,6 @@ Algorithm = Literal[
 ALGORITHMS: tuple[str, ...] = get_args(Algorithm)
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 
-RESERVED_HEADERS = RESERVED_REQUEST_HEADERS
-"""Headers a claim may never be written to: the gateway strips owned headers from every request."""
-
 Name = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 ClaimName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 CookieName = Annotated[str, StringConstraints(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")]
@@ -171,13 +168,13 @@ class JwtAuthConfig(IdentityConfig):
 
     def _check_headers(self) -> None:
         identity = self.identity_header.lower()
-        if identity in RESERVED_HEADERS or (self.header is not None and identity == self.header.lower()):
+        if self.header is not None and identity == self.header.lower():  # reserved names: IdentityConfig
             raise ValueError(f"`identity_header` cannot be {self.identity_header}")
         seen: dict[str, str] = {}
         for claim, header in self.claims_to_headers.items():
             name = header.lower()
             if (
-                name in RESERVED_HEADERS
+                name in RESERVED_REQUEST_HEADERS  # owned headers vanish from every request of the gateway
                 or name == identity
                 or (self.header is not None and name == self.header.lower())
             ):
