@@ -315,8 +315,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             conn.sendall(b"%x\r\n%s\r\n" % (len(part), part))
             if part != b"third":
                 time.sleep(0.4)
+        stream_finished.append(time.monotonic())  # before the last chunk, so the client cannot see the end first
         conn.sendall(b"0\r\n\r\n")
-        stream_finished.append(time.monotonic())
         return True
 
     def answer_never(conn: socket.socket, request: bytes) -> bool:
