@@ -36,11 +36,13 @@ from gateway_core.providers.file import ManifestDirectory
 from gateway_core.proxy import ASGIApp, ProxyApp, Receive, Scope, Send
 from gateway_core.request_head import TrustedProxies
 from gateway_core.routing.binding import BindingPolicy
-from gateway_core.routing.build import BuildOptions, build_table
+from gateway_core.routing.build import BalancerFactory, BuildOptions, build_table
 from gateway_core.routing.table import RouteTable, TableHolder
 from gateway_core.settings import GatewaySettings
-from gateway_core.transport.balancing import round_robin
+from gateway_core.transport.balancing import Balancers
 from gateway_core.transport.base import Transport
+from gateway_core.transport.endpoint_state import EndpointStates
+from gateway_core.transport.mirror import Mirrors
 from gateway_core.transport.pool import ConnectionPool
 
 logger = logging.getLogger("gateway_core")
@@ -101,7 +103,10 @@ def make_transport(settings: GatewaySettings) -> Transport:
 
 
 def build_options(
-    settings: GatewaySettings, specs: dict[str, PluginSpec[Any]], pm: pluggy.PluginManager
+    settings: GatewaySettings,
+    specs: dict[str, PluginSpec[Any]],
+    pm: pluggy.PluginManager,
+    balancers: BalancerFactory | None = None,
 ) -> BuildOptions:
     """Table-build options from settings, installed plugins and the validate hook."""
     upstream = settings.gateway
@@ -117,7 +122,7 @@ def build_options(
         raise ConfigError(f"plugins.global names plugins that are not installed: {', '.join(unknown)}")
     return BuildOptions(
         specs=specs,
-        balancer_factory=round_robin,
+        balancer_factory=balancers or Balancers(EndpointStates()),
         class_policy=ClassPolicy(
             ingress_class=upstream.ingress_class,
             controller=upstream.controller_name,
@@ -147,9 +152,14 @@ class Gateway:
         self.transport = transport
         self.metrics = metrics or GatewayMetrics()
         self.specs = collect_plugin_specs(pm, disabled=settings.plugins.disabled)
-        self.options = build_options(settings, self.specs, pm)
+        self.endpoints = EndpointStates()
+        """Per-endpoint live numbers (outstanding, latency, ejections) of this worker."""
+        self.options = build_options(settings, self.specs, pm, Balancers(self.endpoints))
         self.tables = TableHolder()
-        pipeline = Pipeline(transport, preserve_host=settings.gateway.preserve_host)
+        self.mirrors = Mirrors(transport)
+        pipeline = Pipeline(
+            transport, preserve_host=settings.gateway.preserve_host, endpoints=self.endpoints, mirrors=self.mirrors
+        )
         proxy: ASGIApp = ProxyApp(
             tables=self.tables,
             pipeline=pipeline,
@@ -204,6 +214,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._source_task
             self._source_task = None
+        await self.mirrors.aclose()
         await self.transport.aclose()
         await await_all(self.pm.hook.gateway_shutdown(settings=self.settings))
 
@@ -235,6 +246,7 @@ class Gateway:
                     self.metrics.table_rebuilds.labels("failed").inc()
                     continue
                 self.tables.publish(table)
+                self.endpoints.retain(table.endpoints())
                 self._first_table.set()
                 await self._announce(table, previous)
                 await self._observe(table)

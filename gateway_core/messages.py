@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -123,8 +123,12 @@ class Timeouts:
 class Balancer(Protocol):
     """Chooses an endpoint for each request (a strategy; ``transport.balancing`` has them)."""
 
-    def pick(self, ctx: RequestContext | None) -> Endpoint | None:
-        """The endpoint for this request, or None when there is none."""
+    def pick(self, ctx: RequestContext | None, avoid: Collection[Endpoint] = ()) -> Endpoint | None:
+        """The endpoint for this try, or None when there is none.
+
+        ``avoid`` holds the endpoints this request already tried: a retry goes elsewhere when
+        another endpoint is available, else to one of them.
+        """
         ...
 
 

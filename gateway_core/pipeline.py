@@ -10,13 +10,18 @@ logged and swallowed. No pluggy here: this is the hot path.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Collection
 from functools import partial
 
 from gateway_core.errors import BodyNotReplayableError, NoEndpointError
-from gateway_core.messages import LocalResponse, Outcome, RequestContext, UpstreamResponse
+from gateway_core.messages import Endpoint, LocalResponse, Outcome, RequestContext, UpstreamResponse
 from gateway_core.plugin_api import CallNext
-from gateway_core.routing.table import Route
+from gateway_core.routing.canary import choose_backend
+from gateway_core.routing.table import Backend, Route
 from gateway_core.transport.base import Transport
+from gateway_core.transport.endpoint_state import EndpointStates
+from gateway_core.transport.mirror import Mirrors
 
 logger = logging.getLogger("gateway_core.pipeline")
 
@@ -24,11 +29,21 @@ logger = logging.getLogger("gateway_core.pipeline")
 class Pipeline:
     """The request phases of one gateway, over its transport."""
 
-    __slots__ = ("_transport", "_preserve_host")
+    __slots__ = ("_transport", "_preserve_host", "endpoints", "mirrors")
 
-    def __init__(self, transport: Transport, *, preserve_host: bool = True) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        preserve_host: bool = True,
+        endpoints: EndpointStates | None = None,
+        mirrors: Mirrors | None = None,
+    ) -> None:
         self._transport = transport
         self._preserve_host = preserve_host
+        self.endpoints = endpoints if endpoints is not None else EndpointStates()
+        """Per-endpoint live numbers, shared with the balancers."""
+        self.mirrors = mirrors if mirrors is not None else Mirrors(transport)
 
     async def on_request(self, route: Route, ctx: RequestContext) -> LocalResponse | None:
         """Run ``on_request`` hooks in order; the first response short-circuits."""
@@ -40,18 +55,33 @@ class Pipeline:
         return None
 
     async def call_upstream(self, route: Route, ctx: RequestContext) -> UpstreamResponse:
-        """The upstream call, wrapped by every ``around_upstream`` hook (first = outermost)."""
+        """Choose the backend (canaries), start the mirrors, then make the tries."""
+        backend = choose_backend(route, ctx) if route.canaries else route.backend
+        if route.mirrors:
+            self.mirrors.start(route.mirrors, ctx)
+        return await self._tries(route, backend, ctx)
+
+    async def _tries(self, route: Route, backend: Backend, ctx: RequestContext) -> UpstreamResponse:
+        """One try for now; retries come here."""
+        return await self._try(route, backend, ctx, ())
+
+    async def _try(
+        self, route: Route, backend: Backend, ctx: RequestContext, avoid: Collection[Endpoint]
+    ) -> UpstreamResponse:
+        """One upstream try, wrapped by every ``around_upstream`` hook (first = outermost)."""
         if not route.around_upstream:
-            return await self._attempt(route, ctx)
-        call: CallNext = partial(self._attempt, route, ctx)
+            return await self._attempt(route, backend, ctx, avoid)
+        call: CallNext = partial(self._attempt, route, backend, ctx, avoid)
         for wrapper in reversed(route.around_upstream):
             call = partial(wrapper, ctx, call)
         return await call()
 
-    async def _attempt(self, route: Route, ctx: RequestContext) -> UpstreamResponse:
-        endpoint = route.balancer.pick(ctx)
+    async def _attempt(
+        self, route: Route, backend: Backend, ctx: RequestContext, avoid: Collection[Endpoint]
+    ) -> UpstreamResponse:
+        endpoint = backend.balancer.pick(ctx, avoid)
         if endpoint is None:
-            raise NoEndpointError(route.spec.backend.problem or f"no ready endpoint for {route.service_label}")
+            raise NoEndpointError(backend.target.problem or f"no ready endpoint for {backend.label}")
         ctx.endpoint = endpoint
         request = ctx.request
         if request.body is not None and request.body.consumed:
@@ -60,7 +90,23 @@ class Pipeline:
             request.headers.set("host", endpoint.address)
         for hook in route.on_upstream_request:
             await hook(ctx, request)
-        return await self._transport.send(request, endpoint, route.timeouts)
+        state = self.endpoints.get(endpoint)
+        state.outstanding += 1
+        started = time.perf_counter()
+        try:
+            response = await self._transport.send(request, endpoint, route.timeouts)
+        except BaseException:
+            state.outstanding -= 1
+            raise
+        state.observe_latency(time.perf_counter() - started)
+        if backend.stamp is not None:  # cookie affinity: tell the client which endpoint served it
+            backend.stamp(ctx, endpoint, response)
+        return response
+
+    def finished(self, response: UpstreamResponse) -> None:
+        """The response ``call_upstream`` returned has ended (relayed, failed or dropped)."""
+        if response.endpoint is not None:
+            self.endpoints.get(response.endpoint).outstanding -= 1
 
     async def on_response(self, route: Route, ctx: RequestContext, response: UpstreamResponse) -> None:
         """Run ``on_response`` hooks in order."""

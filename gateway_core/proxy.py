@@ -229,6 +229,7 @@ class ProxyApp:
         sent = 0
         latency: float | None = None
         error: str | None = None
+        upstream: UpstreamResponse | None = None  # what call_upstream returned: its endpoint's try ends last
         try:
             local: LocalResponse | None = None
             response: UpstreamResponse | None = None
@@ -236,7 +237,7 @@ class ProxyApp:
                 local = await pipeline.on_request(route, ctx) if route.on_request else None
                 if local is None:
                     upstream_started = time.perf_counter()
-                    response = await pipeline.call_upstream(route, ctx)
+                    response = upstream = await pipeline.call_upstream(route, ctx)
                     latency = time.perf_counter() - upstream_started
                     if route.on_response:
                         await pipeline.on_response(route, ctx, response)
@@ -271,6 +272,8 @@ class ProxyApp:
             error = "response_aborted"
             raise
         finally:
+            if upstream is not None:
+                pipeline.finished(upstream)
             self._record(route, status, latency)
             if route.on_log:
                 outcome = Outcome(

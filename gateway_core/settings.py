@@ -116,7 +116,7 @@ class UpstreamSettings(_Section):
     """How the gateway reaches upstreams (the ``gateway`` section)."""
 
     proxy_timeout: float = Field(
-        30, gt=0, description="Upstream read timeout: seconds to the first response byte and between reads."
+        60, gt=0, description="Upstream read timeout: seconds to the first response byte and between reads."
     )
     connect_timeout: float = Field(5, gt=0, description="Seconds to open a connection to an upstream.")
     send_timeout: float = Field(

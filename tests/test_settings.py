@@ -20,7 +20,7 @@ def test_defaults_keep_the_original_design() -> None:
     settings = load_settings()
     assert settings.server.addr == ":8080"
     assert (settings.server.read_timeout, settings.server.write_timeout, settings.server.idle_timeout) == (30, 30, 60)
-    assert settings.gateway.proxy_timeout == 30
+    assert settings.gateway.proxy_timeout == 60
     assert (settings.gateway.max_idle_conns, settings.gateway.idle_conn_timeout) == (100, 90)
     assert settings.metrics.addr == ":9090"
     assert settings.log.format == "json"

@@ -52,12 +52,17 @@ class PluginAnnotations:
     problems: tuple[str, ...] = ()
 
 
-def parse_plugin_config(text: str) -> Mapping[str, Any]:
-    """Parse one plugin config annotation: a YAML or JSON mapping (empty means ``{}``)."""
+def load_annotation_yaml(text: str) -> Any:
+    """Parse annotation text as YAML (JSON is YAML): safe, no anchors or aliases, bounded nesting."""
     try:
-        value = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except RecursionError:  # the composer recurses per nesting level: "[[[[...]]]]"
         raise ValueError("nested too deeply") from None
+
+
+def parse_plugin_config(text: str) -> Mapping[str, Any]:
+    """Parse one plugin config annotation: a YAML or JSON mapping (empty means ``{}``)."""
+    value = load_annotation_yaml(text)
     if value is None:
         return {}
     if not isinstance(value, dict):

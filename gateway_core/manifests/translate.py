@@ -33,6 +33,15 @@ from gateway_core.manifests.objects import (
     Service,
     ServicePort,
 )
+from gateway_core.manifests.upstream_policy import (
+    DEFAULT_POLICY,
+    UPSTREAM_ANNOTATIONS,
+    CanaryConfig,
+    MirrorConfig,
+    ServiceRef,
+    UpstreamPolicy,
+    parse_upstream_policy,
+)
 from gateway_core.messages import Endpoint, RouteInfo
 
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
@@ -77,6 +86,22 @@ class BackendTarget:
 
 
 @dataclass(frozen=True, slots=True)
+class CanaryTarget:
+    """A canary of a route: which requests it takes, and its resolved backend."""
+
+    config: CanaryConfig
+    backend: BackendTarget
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorTarget:
+    """A mirror of a route: which requests are copied, and its resolved backend."""
+
+    config: MirrorConfig
+    backend: BackendTarget
+
+
+@dataclass(frozen=True, slots=True)
 class RouteSpec:
     """One route as the Ingress declares it, its backend resolved."""
 
@@ -92,6 +117,10 @@ class RouteSpec:
     """Sort key for conflicts: oldest ``creationTimestamp`` first, then namespace/name."""
     standalone: bool = False
     """The Ingress has no rules: its default backend is its whole purpose."""
+    policy: UpstreamPolicy = DEFAULT_POLICY
+    """Balancing, timeouts, retries and outlier detection from the Ingress's annotations."""
+    canaries: tuple[CanaryTarget, ...] = ()
+    mirrors: tuple[MirrorTarget, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +187,12 @@ def translate_ingress(
 ) -> IngressTranslation:
     """Translate one Ingress. Never raises for bad content: problems are returned."""
     namespace, name = ingress.namespace, ingress.name
-    plugins = parse_plugin_annotations(ingress.metadata.annotations, known_keys=known_annotations)
-    problems = list(plugins.problems)
+    annotations = ingress.metadata.annotations
+    plugins = parse_plugin_annotations(annotations, known_keys=known_annotations | UPSTREAM_ANNOTATIONS)
+    policy, policy_problems = parse_upstream_policy(annotations)
+    problems = [*plugins.problems, *policy_problems]
+    canaries = tuple(CanaryTarget(config, _resolve_ref(config, namespace, index)) for config in policy.canaries)
+    mirrors = tuple(MirrorTarget(config, _resolve_ref(config, namespace, index)) for config in policy.mirrors)
     age = _age(ingress)
     routes: list[RouteSpec] = []
     hosts: list[str] = []
@@ -190,7 +223,17 @@ def translate_ingress(
         standalone = not ingress.spec.rules
         routes.append(
             RouteSpec(
-                info=info, kind=kind, host=host, path=path, match=match, backend=target, age=age, standalone=standalone
+                info=info,
+                kind=kind,
+                host=host,
+                path=path,
+                match=match,
+                backend=target,
+                age=age,
+                standalone=standalone,
+                policy=policy,
+                canaries=canaries,
+                mirrors=mirrors,
             )
         )
 
@@ -259,6 +302,14 @@ def _resolve_backend(
     port_label = port_ref.name if port_ref.name is not None else str(port_ref.number)
     endpoints, problem = resolve_endpoints(namespace, service_ref.name, port_ref.name, port_ref.number, index)
     return BackendTarget(namespace, service_ref.name, port_label, endpoints, problem)
+
+
+def _resolve_ref(ref: ServiceRef, namespace: str, index: ObjectIndex) -> BackendTarget:
+    """A canary's or mirror's Service port. A missing Service is no rejection: it has no endpoints."""
+    port_name = ref.port if isinstance(ref.port, str) else None
+    port_number = ref.port if isinstance(ref.port, int) else None
+    endpoints, problem = resolve_endpoints(namespace, ref.service, port_name, port_number, index)
+    return BackendTarget(namespace, ref.service, str(ref.port), endpoints, problem)
 
 
 def resolve_endpoints(

@@ -26,13 +26,15 @@ from gateway_core.manifests.translate import (
     is_served,
     translate_ingress,
 )
+from gateway_core.manifests.upstream_policy import DEFAULT_POLICY, LoadBalancing, TimeoutConfig
 from gateway_core.messages import Balancer, Endpoint, RouteInfo, Timeouts
 from gateway_core.plugin_api import PluginSpec
-from gateway_core.routing.binding import BindingPolicy, PluginInstances, resolve_plugins
+from gateway_core.routing.binding import BindingPolicy, BoundPlugin, PluginInstances, resolve_plugins
 from gateway_core.routing.matching import HostIndex, exact_key, prefix_key
-from gateway_core.routing.table import Conflict, RejectedIngress, Route, RouteTable
+from gateway_core.routing.table import Backend, Conflict, RejectedIngress, Route, RouteTable
 
-BalancerFactory = Callable[[tuple[Endpoint, ...]], Balancer]
+BalancerFactory = Callable[[tuple[Endpoint, ...], LoadBalancing], Balancer]
+"""Makes the balancer of one backend: its ready endpoints, the route's balancing config."""
 RouteValidator = Callable[[RouteInfo, Sequence[str]], Sequence[str]]
 
 
@@ -78,17 +80,38 @@ class _Compiler:
             problems.extend(bind_problems)
             if options.validate is not None:
                 problems.extend(options.validate(spec.info, [item.spec.name for item in bound]))
-            routes.append(
-                Route(
-                    spec,
-                    balancer=options.balancer_factory(spec.backend.endpoints),
-                    timeouts=options.timeouts,
-                    plugins=bound,
-                )
-            )
+            routes.append(self.route(spec, bound))
         if problems:
             return [], problems, specs
         return routes, [], specs
+
+    def route(self, spec: RouteSpec, plugins: Sequence[BoundPlugin]) -> Route:
+        """A servable route: its backends' balancers made, its timeouts resolved."""
+        make = self.options.balancer_factory
+        balancing = spec.policy.load_balance
+        return Route(
+            spec,
+            balancer=make(spec.backend.endpoints, balancing),
+            timeouts=route_timeouts(self.options.timeouts, spec.policy.timeouts),
+            plugins=plugins,
+            canaries=[
+                (canary.config, Backend(canary.backend, make(canary.backend.endpoints, balancing)))
+                for canary in spec.canaries
+            ],
+            mirrors=[
+                (mirror.config, Backend(mirror.backend, make(mirror.backend.endpoints, DEFAULT_POLICY.load_balance)))
+                for mirror in spec.mirrors
+            ],
+        )
+
+
+def route_timeouts(defaults: Timeouts, configured: TimeoutConfig) -> Timeouts:
+    """The route's timeouts: each one its annotation sets, else the gateway's default."""
+    return Timeouts(
+        connect=configured.connect or defaults.connect,
+        read=configured.read or defaults.read,
+        write=configured.write or defaults.write,
+    )
 
 
 def build_table(snapshot: Snapshot, options: BuildOptions, previous: RouteTable | None = None) -> RouteTable:
@@ -140,7 +163,12 @@ def _build_table(snapshot: Snapshot, options: BuildOptions, previous: RouteTable
                 continue
         reason = "Ingress rejected: " + "; ".join(problems)
         routes.extend(
-            Route(spec, balancer=options.balancer_factory(()), timeouts=options.timeouts, unavailable=reason)
+            Route(
+                spec,
+                balancer=options.balancer_factory((), DEFAULT_POLICY.load_balance),
+                timeouts=options.timeouts,
+                unavailable=reason,
+            )
             for spec in specs
         )
         rejected[ref] = RejectedIngress(ref, tuple(problems), serving_last_good=False)

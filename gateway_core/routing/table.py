@@ -15,10 +15,34 @@ from typing import Any
 
 from gateway_core.manifests.objects import Ingress
 from gateway_core.manifests.snapshot import Problem
-from gateway_core.manifests.translate import RouteSpec
-from gateway_core.messages import Balancer, RouteInfo, Timeouts
+from gateway_core.manifests.translate import BackendTarget, RouteSpec
+from gateway_core.manifests.upstream_policy import CanaryConfig, MirrorConfig
+from gateway_core.messages import Balancer, Endpoint, RequestContext, RouteInfo, Timeouts, UpstreamResponse
 from gateway_core.routing.binding import BoundPlugin, InstanceKey
 from gateway_core.routing.matching import HostIndex
+
+
+class Backend:
+    """One Service port a route sends to: its resolved target and the balancer over its endpoints."""
+
+    __slots__ = ("target", "balancer", "label", "stamp")
+
+    def __init__(self, target: BackendTarget, balancer: Balancer) -> None:
+        self.target = target
+        self.balancer = balancer
+        self.stamp: Callable[[RequestContext, Endpoint, UpstreamResponse], None] | None = getattr(
+            balancer, "stamp", None
+        )
+        """A balancer's optional hook on the response of the endpoint it chose (affinity cookies)."""
+        self.label = f"{target.namespace}/{target.service}"
+        """``namespace/service``, the metrics label."""
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "service": self.target.label,
+            "endpoints": [endpoint.address for endpoint in self.target.endpoints],
+            "problem": self.target.problem,
+        }
 
 
 class Route:
@@ -27,7 +51,10 @@ class Route:
     __slots__ = (
         "spec",
         "info",
+        "backend",
         "balancer",
+        "canaries",
+        "mirrors",
         "timeouts",
         "unavailable",
         "plugins",
@@ -50,10 +77,18 @@ class Route:
         timeouts: Timeouts,
         plugins: Sequence[BoundPlugin] = (),
         unavailable: str | None = None,
+        canaries: Sequence[tuple[CanaryConfig, Backend]] = (),
+        mirrors: Sequence[tuple[MirrorConfig, Backend]] = (),
     ) -> None:
         self.spec = spec
         self.info: RouteInfo = spec.info
+        self.backend = Backend(spec.backend, balancer)
+        """The route's own Service (the primary backend)."""
         self.balancer = balancer
+        self.canaries = tuple(canaries)
+        """Second Services for the same host and path, in the annotation's order."""
+        self.mirrors = tuple(mirrors)
+        """Services that get a copy of each request (fire-and-forget)."""
         self.timeouts = timeouts
         self.unavailable = unavailable
         """Why the route answers 503 without calling upstream (a rejected Ingress), if it does."""
@@ -74,7 +109,7 @@ class Route:
 
     def describe(self) -> dict[str, Any]:
         """The route as ``/routes`` shows it."""
-        backend = self.spec.backend
+        policy = self.spec.policy
         return {
             "id": self.info.id,
             "ingress": self.info.ingress_ref,
@@ -82,10 +117,25 @@ class Route:
             "host": self.info.host,
             "path": self.info.path,
             "path_type": self.info.path_type,
-            "backend": {
-                "service": backend.label,
-                "endpoints": [endpoint.address for endpoint in backend.endpoints],
-                "problem": backend.problem,
+            "backend": self.backend.describe(),
+            "canaries": [
+                {**backend.describe(), **config.model_dump(exclude={"service", "port"}, exclude_none=True)}
+                for config, backend in self.canaries
+            ],
+            "mirrors": [
+                {**backend.describe(), **config.model_dump(exclude={"service", "port"})}
+                for config, backend in self.mirrors
+            ],
+            "upstream": {
+                "load_balance": policy.load_balance.model_dump(exclude_none=True),
+                "timeouts": {
+                    "connect": self.timeouts.connect,
+                    "read": self.timeouts.read,
+                    "write": self.timeouts.write,
+                    "per_try": policy.timeouts.per_try,
+                },
+                "retries": policy.retries.model_dump(),
+                "outlier_detection": policy.outlier_detection.model_dump(),
             },
             "plugins": [
                 {"name": bound.spec.name, "priority": bound.spec.priority, "phases": list(bound.phases)}
@@ -135,6 +185,15 @@ class RouteTable:
     def match(self, host: str, path: str) -> Route | None:
         """The route for a request host (lowercase, no port) and path."""
         return self.index.match(host, path)
+
+    def endpoints(self) -> set[Endpoint]:
+        """Every endpoint some route of this table may send to (its own, canary and mirror backends)."""
+        found: set[Endpoint] = set()
+        for route in self.routes:
+            found.update(route.spec.backend.endpoints)
+            for _, backend in (*route.canaries, *route.mirrors):
+                found.update(backend.target.endpoints)
+        return found
 
     def describe(self) -> dict[str, Any]:
         """The whole table as ``/routes`` shows it."""

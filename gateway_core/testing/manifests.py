@@ -136,6 +136,22 @@ def routed_service(
     ]
 
 
+def pooled_service(
+    name: str, upstream_ports: Iterable[int], *, address: str = "127.0.0.1", namespace: str | None = None
+) -> list[dict[str, Any]]:
+    """A Service whose endpoints are ``address`` on each of ``upstream_ports`` (one EndpointSlice per port).
+
+    Several local upstream servers behind one Service, as several pods would be.
+    """
+    return [
+        service(name, namespace=namespace),
+        *(
+            endpoint_slice(name, [address], port=port, namespace=namespace, name=f"{name}-slice-{index}")
+            for index, port in enumerate(upstream_ports)
+        ),
+    ]
+
+
 def write_manifests(directory: Path, objects: Iterable[dict[str, Any]], *, filename: str = "manifests.yaml") -> Path:
     """Write ``objects`` as one multi-document YAML file in ``directory``; its path."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,11 @@ plug in here behind the same :class:`gateway_core.messages.Balancer` protocol.
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 
+from gateway_core.manifests.upstream_policy import LoadBalancing
 from gateway_core.messages import Balancer, Endpoint, RequestContext
+from gateway_core.transport.endpoint_state import EndpointStates
 
 
 class RoundRobin:
@@ -21,7 +24,7 @@ class RoundRobin:
         self._endpoints = endpoints
         self._next = random.randrange(len(endpoints)) if endpoints else 0
 
-    def pick(self, ctx: RequestContext | None) -> Endpoint | None:
+    def pick(self, ctx: RequestContext | None, avoid: Collection[Endpoint] = ()) -> Endpoint | None:
         endpoints = self._endpoints
         if not endpoints:
             return None
@@ -30,6 +33,20 @@ class RoundRobin:
         return endpoints[index]
 
 
-def round_robin(endpoints: tuple[Endpoint, ...]) -> Balancer:
-    """The default balancer factory."""
+class Balancers:
+    """The balancer factory of one worker: makes each backend's balancer from its config.
+
+    Every balancer it makes shares ``states`` (outstanding requests, latency, ejections per
+    endpoint), which outlive route-table rebuilds.
+    """
+
+    def __init__(self, states: EndpointStates) -> None:
+        self.states = states
+
+    def __call__(self, endpoints: tuple[Endpoint, ...], config: LoadBalancing) -> Balancer:
+        return RoundRobin(endpoints)
+
+
+def round_robin(endpoints: tuple[Endpoint, ...], config: LoadBalancing | None = None) -> Balancer:
+    """The simplest balancer factory: round robin whatever the config says."""
     return RoundRobin(endpoints)

@@ -694,6 +694,11 @@ def test_describe() -> None:
     assert described["generation"] == 1
     routes: list[Mapping[str, Any]] = described["routes"]
     site = next(r for r in routes if r["ingress"] == "default/site")
+    upstream = site.pop("upstream")
+    assert upstream["load_balance"]["strategy"] == "round-robin"
+    assert upstream["timeouts"] == {"connect": 5.0, "read": 60.0, "write": 60.0, "per_try": None}
+    assert upstream["retries"]["attempts"] == 3
+    assert upstream["outlier_detection"]["enabled"] is True
     assert site == {
         "id": "default/site:a.com:Prefix:/",
         "ingress": "default/site",
@@ -702,6 +707,8 @@ def test_describe() -> None:
         "path": "/",
         "path_type": "Prefix",
         "backend": {"service": "default/api:http", "endpoints": ["10.0.0.1:8080"], "problem": None},
+        "canaries": [],
+        "mirrors": [],
         "plugins": [{"name": "limit", "priority": 10, "phases": ["on_request"]}],
         "unavailable": None,
     }
