@@ -1,23 +1,30 @@
 """Proxy benchmark: the gateway against a direct connection and against nginx, in one run.
 
 Starts, on 127.0.0.1 only:
-  - an upstream: nginx (Debian package) answering a small body;
-  - nginx as a reverse proxy with the same worker count as the gateway and
-    ``keepalive 320`` to the upstream, as ingress-nginx configures it;
+  - an upstream: nginx (Debian package) answering a small body, on --upstreams ports
+    (each port one endpoint of the gateway's Service, as several pods would be);
+  - nginx as a reverse proxy with the same worker count as the gateway, the same upstream
+    servers (round robin) and ``keepalive 320``, as ingress-nginx configures it;
   - the gateway (``gateway run --manifests``, no plugins unless --plugins) on one route;
-then drives each with wrk at every --connections value and prints req/s, p50, p99 and the
-ratios gateway/nginx and gateway/direct. The targets are measured in interleaved rounds
-(direct, nginx, gateway, direct, ...) and each figure is the median over the rounds, so a
-neighbour's burst of load on a shared machine cannot bias one target. It installs nginx and wrk if missing (apt-get, as
-root) and stops everything it started.
+then drives each with wrk at every --connections value and prints req/s, p50, p99, the CPU
+time the measured server's processes spent per request (hardly moved by a busy neighbour,
+unlike req/s) and the ratios gateway/nginx and gateway/direct. The targets are measured in
+interleaved rounds (direct, nginx, gateway, then nginx, gateway, direct, ...) and each figure
+is the median over the rounds, so a neighbour's burst of load on a shared machine cannot bias
+one target. It installs nginx and wrk if missing (apt-get, as root) and stops everything it
+started.
 
     python bench/proxy_bench.py                   # c=50 and c=200, 10 s each
     python bench/proxy_bench.py --duration 3 --connections 50 --json out.json
     python bench/proxy_bench.py --preset policy   # with bench/presets/policy.yaml's plugins bound
+    python bench/proxy_bench.py --preset balancing-3 --duration 5   # strategies side by side
 
-A preset (``bench/presets/NAME.yaml``) names the plugins to bind, their configs, extra
+A preset (``bench/presets/NAME.yaml``) names the plugins to bind, their configs, other Ingress
+annotations (``meta-native.io/load-balance``, say), the number of upstream endpoints, extra
 objects for the manifests (a Secret of API keys, say) and headers wrk sends to every target;
-``{work}`` in a config value is the run's scratch directory.
+``{work}`` in a config value is the run's scratch directory. Its ``routes`` add Ingresses on
+hosts ``NAME.bench``, each with its own annotations, measured as targets ``gateway:NAME`` in the
+same rounds and compared with the first of them.
 """
 
 from __future__ import annotations
@@ -25,26 +32,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import asdict, dataclass
+from contextlib import ExitStack
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import yaml
+from bench_tools import Result, ensure_tools, free_port, median_result, nginx, process, run_wrk, wait_http
+
+from gateway_core.testing import ingress, path, pooled_service
 
 BODY = "x" * 64
+
+Target = tuple[str, dict[str, str], int]
+"""A measured target: URL, headers wrk sends, process group of the server doing the work."""
 
 UPSTREAM_CONF = """
 worker_processes {workers};
@@ -57,7 +62,7 @@ http {{
     keepalive_requests 1000000;
     keepalive_timeout 300s;
     server {{
-        listen 127.0.0.1:{port} reuseport backlog=4096;
+{listen}
         location / {{ default_type text/plain; return 200 "{body}"; }}
     }}
 }}
@@ -73,7 +78,7 @@ http {{
     access_log off;
     keepalive_requests 1000000;
     upstream backend {{
-        server 127.0.0.1:{upstream};
+{servers}
         keepalive 320;
         keepalive_requests 1000000;
     }}
@@ -94,138 +99,27 @@ http {{
 }}
 """
 
-MANIFESTS = """
-apiVersion: v1
-kind: Service
-metadata: {{name: bench}}
-spec: {{ports: [{{name: http, port: 80}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: bench-1
-  labels: {{kubernetes.io/service-name: bench}}
-addressType: IPv4
-ports: [{{name: http, port: {upstream}}}]
-endpoints: [{{addresses: ["127.0.0.1"]}}]
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: bench
-  annotations: {annotations}
-spec:
-  rules:
-  - http:
-      paths:
-      - {{path: /, pathType: Prefix, backend: {{service: {{name: bench, port: {{name: http}}}}}}}}
-"""
+
+def manifests(
+    upstreams: list[int], annotations: dict[str, str], routes: dict[str, dict[str, str]]
+) -> list[dict[str, Any]]:
+    """The Service over the upstream ports, the host-less Ingress and one Ingress per extra route."""
+    objects = [
+        *pooled_service("bench", upstreams),
+        ingress("bench", rules=[(None, [path("/", "bench")])], annotations=annotations),
+    ]
+    for name, extra in routes.items():
+        objects.append(
+            ingress(
+                f"bench-{name}", rules=[(f"{name}.bench", [path("/", "bench")])], annotations={**annotations, **extra}
+            )
+        )
+    return objects
 
 
-@dataclass
-class Result:
-    target: str
-    connections: int
-    requests_per_second: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def ensure_tools() -> None:
-    missing = [pkg for tool, pkg in (("nginx", "nginx-light"), ("wrk", "wrk")) if not _which(tool)]
-    if not missing:
-        return
-    if os.geteuid() != 0:
-        sys.exit(f"missing {', '.join(missing)}: install them (apt-get install {' '.join(missing)})")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env, stdout=subprocess.DEVNULL)
-
-
-def _which(tool: str) -> str | None:
-    return shutil.which(tool) or next(
-        (str(Path(d) / tool) for d in ("/usr/sbin", "/usr/local/sbin", "/sbin") if (Path(d) / tool).exists()), None
-    )
-
-
-def wait_http(url: str, timeout: float = 20.0, headers: dict[str, str] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    request = urllib.request.Request(url, headers=headers or {})
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(request, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout:g}s")
-
-
-@contextmanager
-def process(args: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-def nginx(conf: str, workdir: Path, name: str) -> AbstractContextManager[subprocess.Popen[bytes]]:
-    path = workdir / f"{name}.conf"
-    path.write_text(conf)
-    binary = _which("nginx") or "nginx"
-    return process(
-        [binary, "-c", str(path), "-p", str(workdir), "-e", str(workdir / f"{name}-error.log")], workdir / f"{name}.out"
-    )
-
-
-def run_wrk(
-    url: str, *, connections: int, threads: int, duration: float, headers: dict[str, str] | None = None
-) -> Result:
-    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency", url]
-    for name, value in (headers or {}).items():
-        args[1:1] = ["-H", f"{name}: {value}"]
-    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors += int(non2xx.group(1)) if non2xx else 0
-    return Result(url, connections, rps, _percentile(out, "50%"), _percentile(out, "99%"), errors)
-
-
-def median_result(target: str, connections: int, runs: list[Result]) -> Result:
-    """The median of each figure over the rounds (errors are summed)."""
-    return Result(
-        target=target,
-        connections=connections,
-        requests_per_second=statistics.median(r.requests_per_second for r in runs),
-        p50_ms=statistics.median(r.p50_ms for r in runs),
-        p99_ms=statistics.median(r.p99_ms for r in runs),
-        errors=sum(r.errors for r in runs),
-    )
-
-
-def _percentile(out: str, label: str) -> float:
-    match = re.search(rf"{re.escape(label)}\s+([\d.]+)(us|ms|s)", out)
-    if match is None:
-        return float("nan")
-    value, unit = float(match.group(1)), match.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+def annotation_values(values: dict[str, Any]) -> dict[str, str]:
+    """Annotations as Kubernetes holds them: strings (a mapping or list as JSON)."""
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in values.items()}
 
 
 def main() -> int:
@@ -236,6 +130,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per target; medians (default 3)")
     parser.add_argument("--workers", type=int, default=2, help="gateway and nginx-proxy workers (default 2)")
+    parser.add_argument("--upstreams", type=int, help="upstream endpoints (ports) behind the Service (default 1)")
     parser.add_argument("--plugins", default="", help="annotation meta-native.io/plugins for the route")
     parser.add_argument(
         "--plugin-config",
@@ -245,7 +140,7 @@ def main() -> int:
         help="meta-native.io/plugin.NAME annotation (repeatable)",
     )
     parser.add_argument("--gateway-config", help="extra YAML config file for the gateway")
-    parser.add_argument("--preset", help="bench/presets/NAME.yaml: plugins, configs, objects and headers to use")
+    parser.add_argument("--preset", help="bench/presets/NAME.yaml: plugins, configs, annotations, objects, headers")
     parser.add_argument("--json", dest="json_out", help="also write results as JSON to this file")
     args = parser.parse_args()
 
@@ -253,19 +148,21 @@ def main() -> int:
     gateway_bin = shutil.which("gateway") or str(Path(sys.executable).with_name("gateway"))
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp, ExitStack() as stack:
         work = Path(tmp)
-        upstream, proxy, gateway, admin = free_port(), free_port(), free_port(), free_port()
-        stack.enter_context(
-            nginx(UPSTREAM_CONF.format(workers=1, dir=work, port=upstream, body=BODY), work, "upstream")
-        )
-        stack.enter_context(
-            nginx(PROXY_CONF.format(workers=args.workers, dir=work, port=proxy, upstream=upstream), work, "proxy")
-        )
-        manifests = work / "manifests"
-        manifests.mkdir()
         preset = load_preset(args.preset, work) if args.preset else {}
         if preset:
             args.plugins = preset.get("plugins", args.plugins)
-        annotations = {}
+        args.upstreams = args.upstreams or int(preset.get("upstreams", 1))
+        upstreams = [free_port() for _ in range(args.upstreams)]
+        proxy, gateway, admin = free_port(), free_port(), free_port()
+        listen = "\n".join(f"        listen 127.0.0.1:{port} reuseport backlog=4096;" for port in upstreams)
+        servers = "\n".join(f"        server 127.0.0.1:{port};" for port in upstreams)
+        upstream_server = stack.enter_context(
+            nginx(UPSTREAM_CONF.format(workers=1, dir=work, listen=listen, body=BODY), work, "upstream")
+        )
+        proxy_server = stack.enter_context(
+            nginx(PROXY_CONF.format(workers=args.workers, dir=work, port=proxy, servers=servers), work, "proxy")
+        )
+        annotations = annotation_values(preset.get("annotations", {}))
         if args.plugins:
             annotations["meta-native.io/plugins"] = args.plugins
         for name, config in preset.get("config", {}).items():
@@ -273,9 +170,10 @@ def main() -> int:
         for item in args.plugin_config:
             name, _, value = item.partition("=")
             annotations[f"meta-native.io/plugin.{name}"] = value
-        (manifests / "bench.yaml").write_text(MANIFESTS.format(upstream=upstream, annotations=json.dumps(annotations)))
-        if preset.get("objects"):
-            (manifests / "preset.yaml").write_text(yaml.safe_dump_all(preset["objects"]))
+        routes = {name: annotation_values(extra or {}) for name, extra in preset.get("routes", {}).items()}
+        objects = manifests(upstreams, annotations, routes) + list(preset.get("objects", []))
+        (work / "manifests").mkdir()
+        (work / "manifests" / "bench.yaml").write_text(yaml.safe_dump_all(objects, sort_keys=False))
         headers: dict[str, str] = preset.get("headers", {})
         config = work / "gateway.yaml"
         config.write_text(
@@ -288,7 +186,7 @@ def main() -> int:
             gateway_bin,
             "run",
             "--manifests",
-            str(manifests),
+            str(work / "manifests"),
             "--port",
             str(gateway),
             "--host",
@@ -300,42 +198,25 @@ def main() -> int:
             "--config",
             args.gateway_config or str(config),
         ]
-        stack.enter_context(process(command, work / "gateway.log"))
+        gateway_server = stack.enter_context(process(command, work / "gateway.log"))
+        # name: (url, headers, process group of the server whose CPU time is counted)
+        targets: dict[str, Target] = {
+            "direct": (f"http://127.0.0.1:{upstreams[0]}/", headers, upstream_server.pid),
+            "nginx": (f"http://127.0.0.1:{proxy}/", headers, proxy_server.pid),
+            "gateway": (f"http://127.0.0.1:{gateway}/", headers, gateway_server.pid),
+        }
+        for name in routes:
+            route_headers = {**headers, "Host": f"{name}.bench"}
+            targets[f"gateway:{name}"] = (f"http://127.0.0.1:{gateway}/", route_headers, gateway_server.pid)
         try:
-            for url in (
-                f"http://127.0.0.1:{upstream}/",
-                f"http://127.0.0.1:{proxy}/",
-                f"http://127.0.0.1:{admin}/ready",
-                f"http://127.0.0.1:{gateway}/",
-            ):
-                wait_http(url, headers=headers)
+            wait_http(f"http://127.0.0.1:{admin}/ready")
+            for url, target_headers, _ in targets.values():
+                wait_http(url, headers=target_headers)
         except RuntimeError:
             for log in sorted(work.glob("*.log")) + sorted(work.glob("*.out")):
                 print(f"--- {log.name}\n{log.read_text()[-3000:]}", file=sys.stderr)
             raise
-        targets = {
-            "direct": f"http://127.0.0.1:{upstream}/",
-            "nginx": f"http://127.0.0.1:{proxy}/",
-            "gateway": f"http://127.0.0.1:{gateway}/",
-        }
-        results: list[Result] = []
-        for connections in args.connections:
-            if args.warmup > 0:
-                for url in targets.values():
-                    run_wrk(url, connections=connections, threads=args.threads, duration=args.warmup, headers=headers)
-            rounds: dict[str, list[Result]] = {name: [] for name in targets}
-            for _ in range(args.rounds):
-                for name, url in targets.items():
-                    rounds[name].append(
-                        run_wrk(
-                            url,
-                            connections=connections,
-                            threads=args.threads,
-                            duration=args.duration,
-                            headers=headers,
-                        )
-                    )
-            results += [median_result(name, connections, runs) for name, runs in rounds.items()]
+        results = measure(targets, args)
         print_table(results, args)
         if args.json_out:
             Path(args.json_out).write_text(json.dumps([asdict(r) for r in results], indent=2))
@@ -344,6 +225,33 @@ def main() -> int:
             print("\nthe gateway logged a traceback:\n" + gateway_log[-4000:], file=sys.stderr)
             return 1
     return 0
+
+
+def measure(targets: dict[str, Target], args: argparse.Namespace) -> list[Result]:
+    """Every target at every connection count: a warm-up, then interleaved rounds; medians."""
+    results: list[Result] = []
+    for connections in args.connections:
+        if args.warmup > 0:
+            for url, headers, _ in targets.values():
+                run_wrk(url, connections=connections, threads=args.threads, duration=args.warmup, headers=headers)
+        rounds: dict[str, list[Result]] = {name: [] for name in targets}
+        names = list(targets)
+        for number in range(args.rounds):
+            start = number % len(names)  # each round starts one target later: no target always follows another
+            for name in names[start:] + names[:start]:
+                url, headers, server = targets[name]
+                rounds[name].append(
+                    run_wrk(
+                        url,
+                        connections=connections,
+                        threads=args.threads,
+                        duration=args.duration,
+                        headers=headers,
+                        server=server,
+                    )
+                )
+        results += [median_result(name, connections, runs) for name, runs in rounds.items()]
+    return results
 
 
 def load_preset(name: str, work: Path) -> dict[str, Any]:
@@ -369,13 +277,14 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
     print(
         f"\nproxy benchmark: {args.workers} workers (gateway and nginx), wrk -t{args.threads}, "
         f"{args.duration:g}s per run, median of {args.rounds} interleaved rounds, plugins: {plugins}, "
-        f"{os.cpu_count()} CPUs"
+        f"{args.upstreams} upstream endpoint{'s' if args.upstreams != 1 else ''}, {os.cpu_count()} CPUs"
     )
-    print(f"{'conns':>5} {'target':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    width = max(8, *(len(r.target) for r in results))
+    print(f"{'conns':>5} {'target':<{width}} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'cpu µs':>7}")
     for result in results:
         print(
-            f"{result.connections:>5} {result.target:<8} {result.requests_per_second:>10.0f} "
-            f"{result.p50_ms:>8.2f} {result.p99_ms:>8.2f} {result.errors:>7}"
+            f"{result.connections:>5} {result.target:<{width}} {result.requests_per_second:>10.0f} "
+            f"{result.p50_ms:>8.2f} {result.p99_ms:>8.2f} {result.errors:>7} {result.cpu_us:>7.1f}"
         )
     print()
     for connections in sorted({r.connections for r in results}):
@@ -386,6 +295,14 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
             f"p99 {gw.p99_ms / ng.p99_ms:.2f}x; gateway/direct req/s "
             f"{gw.requests_per_second / direct.requests_per_second:.2f}x"
         )
+        routes = [r for r in by.values() if r.target.startswith("gateway:")]
+        for route in routes[1:]:
+            base = routes[0]
+            print(
+                f"c={connections}: {route.target}/{base.target} req/s "
+                f"{route.requests_per_second / base.requests_per_second:.3f}x, p99 {route.p99_ms / base.p99_ms:.2f}x, "
+                f"CPU per request {route.cpu_us / base.cpu_us:.3f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -39,11 +39,15 @@ from gateway_core.routing.binding import BindingPolicy
 from gateway_core.routing.build import BalancerFactory, BuildOptions, build_table
 from gateway_core.routing.table import RouteTable, TableHolder
 from gateway_core.settings import GatewaySettings
+from gateway_core.tls.contexts import ServerTlsOptions
+from gateway_core.tls.edge import HstsMiddleware, HttpsRedirect, hsts_value
+from gateway_core.tls.listener import ListenerTls, generated_default_certificate, load_default_certificate
 from gateway_core.transport.balancing import Balancers
 from gateway_core.transport.base import Transport
 from gateway_core.transport.endpoint_state import EndpointStates
 from gateway_core.transport.mirror import Mirrors
 from gateway_core.transport.pool import ConnectionPool
+from gateway_core.websocket_proxy import WebSocketProxy
 
 logger = logging.getLogger("gateway_core")
 
@@ -131,6 +135,7 @@ def build_options(
         binding=BindingPolicy(bound=tuple(settings.plugins.bound), defaults=settings.plugins.config),
         timeouts=Timeouts(connect=upstream.connect_timeout, read=upstream.proxy_timeout, write=upstream.send_timeout),
         validate=validate,
+        tls=ServerTlsOptions(min_version=settings.tls.min_version, ciphers=settings.tls.ciphers),
     )
 
 
@@ -156,22 +161,54 @@ class Gateway:
         """Per-endpoint live numbers (outstanding, latency, ejections) of this worker."""
         self.options = build_options(settings, self.specs, pm, Balancers(self.endpoints))
         self.tables = TableHolder()
-        self.mirrors = Mirrors(transport)
-        pipeline = Pipeline(
-            transport, preserve_host=settings.gateway.preserve_host, endpoints=self.endpoints, mirrors=self.mirrors
+        self.mirrors = Mirrors(
+            transport, preserve_host=settings.gateway.preserve_host, record=self.metrics.observe_mirror
         )
+        pipeline = Pipeline(
+            transport,
+            preserve_host=settings.gateway.preserve_host,
+            endpoints=self.endpoints,
+            mirrors=self.mirrors,
+            counters=self.metrics,
+        )
+        tls = settings.tls
+        self._default_certificate = (
+            load_default_certificate(tls.default_cert_file, tls.default_key_file, self.options.tls)
+            if tls.default_cert_file
+            else None
+        )
+        self._listener_tls: ListenerTls | None = None
+        trusted = TrustedProxies(settings.server.trusted_proxies)
         proxy: ASGIApp = ProxyApp(
             tables=self.tables,
             pipeline=pipeline,
             metrics=self.metrics,
-            trusted_proxies=TrustedProxies(settings.server.trusted_proxies),
+            trusted_proxies=trusted,
             read_timeout=settings.server.read_timeout,
             other=self._lifespan,
+            https_redirect=HttpsRedirect(enabled=tls.ssl_redirect, status=tls.redirect_code, port=tls.redirect_port),
+            websocket=WebSocketProxy(
+                pipeline=pipeline,
+                metrics=self.metrics,
+                preserve_host=settings.gateway.preserve_host,
+                idle_timeout=settings.gateway.websocket_idle_timeout,
+                max_message_size=settings.gateway.websocket_max_message_size * 1024 * 1024,
+            ),
         )
         for wrappers in reversed(pm.hook.gateway_asgi_wrappers()):
             for wrap in reversed(list(wrappers or ())):
                 proxy = wrap(proxy)
         self.proxy = proxy
+        """The proxy listener's ASGI app."""
+        self.https_proxy = proxy
+        """The HTTPS listener's: the same app, with HSTS added outermost (wrappers' answers get it too)."""
+        if tls.hsts:
+            value = hsts_value(
+                tls.hsts_max_age, include_subdomains=tls.hsts_include_subdomains, preload=tls.hsts_preload
+            )
+            self.https_proxy = HstsMiddleware(proxy, value=value)
+            if trusted:  # behind a TLS-terminating balancer, plain requests it marks as HTTPS get HSTS too
+                self.proxy = HstsMiddleware(proxy, value=value, trusts=trusted.trusts)
         self.admin: FastAPI = create_admin_app(self)
         self._source_task: asyncio.Task[None] | None = None
         self._pending: Snapshot | None = None
@@ -183,6 +220,13 @@ class Gateway:
     def ready(self) -> bool:
         """True once the first table from the route source is serving."""
         return self.tables.loaded
+
+    def listener_tls(self) -> ListenerTls:
+        """The HTTPS listener's TLS (made on first use): the default certificate, SNI from the table."""
+        if self._listener_tls is None:
+            default = self._default_certificate or generated_default_certificate(self.options.tls)
+            self._listener_tls = ListenerTls(default, lambda: self.tables.current.certificates, self.options.tls)
+        return self._listener_tls
 
     async def start(self, *, first_table_wait: float = FIRST_TABLE_WAIT) -> None:
         """Await startup hooks, start the route source and wait for its first table.
@@ -274,6 +318,8 @@ class Gateway:
                     "; ".join(rejected.reasons),
                     extra={"ingress": ref},
                 )
+        for refused in table.certificates.new_problems(previous.certificates if previous is not None else None):
+            logger.warning("certificate refused: %s", refused, extra={"ingress": refused.ingress})
         old_problems = set(previous.problems) if previous is not None else set()
         for problem in table.problems:
             if problem not in old_problems:

@@ -1,7 +1,8 @@
 """The ``gateway`` command: ``run``, ``check``, ``plugins``, ``demo``.
 
 The flags of ``gateway run`` are a contract (acceptance tests drive the gateway through
-them): ``--manifests DIR --port P --admin-port P --host H --workers N --config FILE``, and
+them): ``--manifests DIR --port P --admin-port P --https-port P --host H --workers N
+--config FILE``, and
 ``--kubernetes [--kubeconfig PATH] [--namespace NS ...]`` for routes from the Kubernetes API.
 Flags win over ``GATEWAY_*`` environment variables, which win over the config file.
 """
@@ -26,14 +27,26 @@ def _settings(
     host: str | None = None,
     port: int | None = None,
     admin_port: int | None = None,
+    https_port: int | None = None,
 ) -> GatewaySettings:
-    """Settings with flags applied; ``--host``/``--port`` change only their half of an address."""
+    """Settings with flags applied; ``--host``/``--port`` change only their half of an address.
+
+    ``--host`` is the host of both proxy listeners (plain and HTTPS); ``--https-port`` turns
+    the HTTPS listener on even where the config file turned it off.
+    """
     settings = load_settings(config, overrides)
     if host is not None or port is not None:
         current_host, current_port = parse_addr(settings.server.addr)
         addr_host = host if host is not None else current_host
         addr_host = f"[{addr_host}]" if ":" in addr_host else addr_host
         overrides.setdefault("server", {})["addr"] = f"{addr_host}:{port if port is not None else current_port}"
+    https_addr = settings.server.https_addr
+    if https_port is not None or (host is not None and https_addr):
+        current_host, current_port = parse_addr(https_addr or settings.server.addr)
+        addr_host = host if host is not None else current_host
+        addr_host = f"[{addr_host}]" if ":" in addr_host else addr_host
+        chosen = https_port if https_port is not None else current_port
+        overrides.setdefault("server", {})["https_addr"] = f"{addr_host}:{chosen}"
     if admin_port is not None:
         admin_host, _ = parse_addr(settings.metrics.addr)
         admin_host = f"[{admin_host}]" if ":" in admin_host else admin_host
@@ -100,7 +113,8 @@ def main() -> None:
 )
 @click.option("--port", type=click.IntRange(0, 65535), help="Proxy port (default 8080).")
 @click.option("--admin-port", type=click.IntRange(0, 65535), help="Admin port: health, metrics, routes (default 9090).")
-@click.option("--host", help="Proxy listen address (default 0.0.0.0).")
+@click.option("--https-port", type=click.IntRange(0, 65535), help="HTTPS listener port (default 8443).")
+@click.option("--host", help="Proxy listen address, plain and HTTPS (default 0.0.0.0).")
 @click.option("--workers", type=click.IntRange(1, 256), help="Worker processes (default 1).")
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="YAML config file.")
 @click.option("--ingress-class", help="IngressClass name to serve (default meta-native).")
@@ -112,6 +126,7 @@ def run(
     namespaces: tuple[str, ...],
     port: int | None,
     admin_port: int | None,
+    https_port: int | None,
     host: str | None,
     workers: int | None,
     config: str | None,
@@ -141,7 +156,7 @@ def run(
     if log_level is not None:
         overrides["log"] = {"level": log_level}
     try:
-        settings = _settings(config, overrides, host=host, port=port, admin_port=admin_port)
+        settings = _settings(config, overrides, host=host, port=port, admin_port=admin_port, https_port=https_port)
         create_app(settings)  # fail fast on plugin or source errors, before binding ports
     except GatewayError as exc:
         _fail(str(exc))
@@ -184,6 +199,7 @@ def check(directory: str, config: str | None, ingress_class: str | None, strict:
     warnings.extend(
         f"route {conflict.route} is shadowed by {conflict.winner} (older Ingress wins)" for conflict in table.conflicts
     )
+    warnings.extend(f"certificate refused: {problem}" for problem in table.certificates.problems)
     for line in errors:
         click.echo(f"error: {line}")
     for line in warnings:

@@ -89,6 +89,9 @@ def curl_examples(port: int, admin_port: int) -> str:
             f"  curl -i -H 'Host: shop.localhost' {base}/account   # -> 401, no API key",
             f"  curl -i -H 'Host: shop.localhost' -H 'X-API-Key: demo-key-123' {base}/account"
             "   # -> 200 as consumer demo; the 6th in a minute -> 429",
+            "  # canary.localhost is web, with api as a canary (50-canary.yaml) and a mirror to fallback:",
+            f"  curl -H 'Host: canary.localhost' {base}/           # -> web, or api one time in four",
+            f"  curl -H 'Host: canary.localhost' -H 'X-Canary: always' {base}/   # -> api (header match)",
             f"  curl http://127.0.0.1:{admin_port}/routes           # the route table",
             f"  curl http://127.0.0.1:{admin_port}/metrics          # Prometheus metrics",
             "",

@@ -128,3 +128,20 @@ class UpstreamTimeoutError(UpstreamError):
 
     status = 504
     code = "upstream_timeout"
+
+
+class UpstreamConnectTimeoutError(UpstreamTimeoutError):
+    """Connecting to the upstream took longer than the connect timeout: nothing was sent."""
+
+
+class EndpointRefusedError(GatewayError):
+    """A plugin refused the chosen endpoint before anything was sent to it.
+
+    The per-endpoint circuit breaker raises a subclass when that endpoint's circuit is open.
+    Nothing reached the upstream, so the retry loop may move the request to another endpoint
+    whatever its method. Not an :class:`UpstreamError`: it says nothing new about the
+    endpoint's health.
+    """
+
+    status = 503
+    code = "endpoint_refused"

@@ -27,6 +27,7 @@ PROJECT = "gateway_core"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+"""Marks a function or method as the implementation of the hookspec of the same name."""
 
 ASGIApp = Callable[..., Awaitable[None]]
 

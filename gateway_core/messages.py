@@ -92,11 +92,26 @@ class Headers:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamTLS:
+    """How an endpoint is reached over TLS (the ``meta-native.io/backend-tls`` annotation)."""
+
+    server_name: str
+    """Sent as SNI; the upstream's certificate must carry it when ``verify`` is on."""
+    verify: bool = True
+    """Check the upstream's certificate (and its name); off only when the Ingress says so."""
+    ca_pem: bytes | None = field(default=None, repr=False)
+    """PEM CA certificates to trust; None = the system's trust store."""
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     """One upstream address: an IP (or DNS name, for ExternalName Services) and a port."""
 
     host: str
     port: int
+    tls: UpstreamTLS | None = None
+    """How to reach it over HTTPS, or None for plain HTTP. Part of the identity: a TLS and a
+    plain endpoint at one address have separate pooled connections and state."""
 
     @property
     def address(self) -> str:
@@ -301,6 +316,7 @@ class RequestContext:
         "identity",
         "endpoint",
         "answered_by",
+        "service",
     )
 
     def __init__(
@@ -333,6 +349,8 @@ class RequestContext:
         """The upstream endpoint of the current (or last) attempt."""
         self.answered_by: str | None = None
         """The plugin whose ``on_request`` answered the client, if one did."""
+        self.service = route.service if route is not None else ""
+        """The Service (name, in the route's namespace) serving this request: the route's own or a canary."""
 
     @property
     def stash(self) -> Stash:

@@ -84,8 +84,27 @@ class GatewayMetrics:
             registry=reg,
             multiprocess_mode=gauge_mode,
         )
+        self.mirror_requests = Counter(
+            "gateway_mirror_requests",
+            "Mirrored request copies, by mirror service and result.",
+            ["service", "result"],
+            registry=reg,
+        )
+        self.upstream_retries = Counter(
+            "gateway_upstream_retries",
+            "Upstream retries, by route and reason (the failure of the try before).",
+            ["route", "reason"],
+            registry=reg,
+        )
+        self.upstream_ejections = Counter(
+            "gateway_upstream_ejections",
+            "Endpoints ejected by outlier detection, by service.",
+            ["service"],
+            registry=reg,
+        )
         self._request_children: dict[tuple[str, str, int], Any] = {}
         self._latency_children: dict[str, Any] = {}
+        self._mirror_children: dict[tuple[str, str], Any] = {}
 
     def observe_request(self, route: str, service: str, status: int, upstream_latency: float | None) -> None:
         """Record one finished request (two cached children: this runs per request)."""
@@ -99,3 +118,19 @@ class GatewayMetrics:
             if latency is None:
                 latency = self._latency_children[service] = self.upstream_latency.labels(service)
             latency.observe(upstream_latency)
+
+    def observe_mirror(self, service: str, result: str) -> None:
+        """Count one mirrored copy's result (``ok``, ``error``, ``timeout``, or why it was dropped)."""
+        key = (service, result)
+        counter = self._mirror_children.get(key)
+        if counter is None:
+            counter = self._mirror_children[key] = self.mirror_requests.labels(service, result)
+        counter.inc()
+
+    def count_retry(self, route: str, reason: str) -> None:
+        """Record one upstream retry on ``route`` (``reason``: the failure that caused it)."""
+        self.upstream_retries.labels(route, reason).inc()
+
+    def count_ejection(self, service: str) -> None:
+        """Record one endpoint of ``service`` ejected by outlier detection."""
+        self.upstream_ejections.labels(service).inc()

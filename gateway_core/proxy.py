@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
-from typing import Any
+from typing import Any, Protocol
 
 from gateway_core.errors import (
     BodyNotReplayableError,
@@ -47,6 +47,7 @@ from gateway_core.request_head import (
     read_request_head,
 )
 from gateway_core.routing.table import Route, TableHolder
+from gateway_core.tls.edge import HttpsRedirect, is_secure
 
 logger = logging.getLogger("gateway_core.proxy")
 
@@ -60,6 +61,18 @@ _NO_CONTENT = frozenset({204, 304})
 """Statuses whose answers carry no Content-Length (RFC 9110 §8.6) and no body."""
 _CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close"})
 """Connection tokens that name no header (the usual case: nothing more to strip)."""
+
+
+class WebSocketHandler(Protocol):
+    """Serves a WebSocket handshake on a matched route (``gateway_core.websocket_proxy``)."""
+
+    def handshake_answer(self, scope: Scope, send: Send) -> Send:
+        """A ``send`` that answers the handshake with an HTTP response (a refusal)."""
+        ...
+
+    def __call__(self, route: Route, head: RequestHead, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """Run the handshake and relay the session."""
+        ...
 
 
 class ResponseAborted(Exception):
@@ -163,25 +176,37 @@ class ProxyApp:
         trusted_proxies: TrustedProxies | None = None,
         read_timeout: float = 30.0,
         other: ASGIApp | None = None,
+        websocket: WebSocketHandler | None = None,
+        https_redirect: HttpsRedirect | None = None,
     ) -> None:
-        """``other`` receives every non-HTTP scope except WebSocket (the lifespan, usually)."""
+        """``other`` receives every non-HTTP scope except WebSocket (the lifespan, usually).
+
+        ``websocket`` serves WebSocket handshakes on matched routes; without it they are refused.
+        ``https_redirect`` redirects plain-HTTP requests for hosts with a certificate to HTTPS.
+        """
         self._tables = tables
         self._pipeline = pipeline
         self._metrics = metrics
         self._trusted = trusted_proxies or TrustedProxies()
         self._read_timeout = read_timeout
         self._other = other
+        self._websocket = websocket
+        self._https_redirect = https_redirect
         self._date = _DateHeader()
         self._stripped: frozenset[bytes] = frozenset()
         self._rules: HeaderRules = header_rules()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = self._websocket
+        socket_send: Send | None = None  # set for a WebSocket handshake: the socket's own send
         if scope["type"] != "http":
-            if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1003})  # WebSocket proxying: not yet
-            elif self._other is not None:
-                await self._other(scope, receive, send)
-            return
+            if scope["type"] != "websocket" or websocket is None:
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1003})  # no WebSocket proxying here
+                elif self._other is not None:
+                    await self._other(scope, receive, send)
+                return
+            socket_send, send = send, websocket.handshake_answer(scope, send)  # refusals below answer in HTTP
         tables = self._tables
         table = tables.current
         if table.stripped_headers is not self._stripped:  # a new table owns other headers
@@ -207,6 +232,23 @@ class ProxyApp:
                 send, LocalResponse.error(503, "route_unavailable", "this route's configuration was rejected")
             )
             self._record(route, 503, None)
+            return
+        redirect = self._https_redirect
+        if redirect is not None and table.certificates and not is_secure(head.proto):
+            answer = redirect.answer(
+                table.certificates,
+                route.spec.tls.ssl_redirect,
+                head.host,
+                head.path,
+                head.target,
+                websocket=socket_send is not None,
+            )
+            if answer is not None:  # a TLS host asked for over plain HTTP
+                await self._send_local(send, answer)
+                self._record(route, answer.status, None)
+                return
+        if socket_send is not None and websocket is not None:
+            await websocket(route, head, scope, receive, socket_send)
             return
         await self._forward(route, head, scope, receive, send)
 
@@ -245,7 +287,7 @@ class ProxyApp:
                 if response is not None:
                     response.body.close()
                     response = None
-                local = self._error_response(route, ctx, exc)
+                local = error_response(route, ctx, exc)
                 error = exc.code
             except BaseException:
                 if response is not None:
@@ -258,7 +300,7 @@ class ProxyApp:
                 except UpstreamError as exc:  # failed before the head was sent
                     response.body.close()
                     response = None
-                    local = self._error_response(route, ctx, exc)
+                    local = error_response(route, ctx, exc)
                     error = exc.code
             if response is None:
                 assert local is not None
@@ -274,7 +316,7 @@ class ProxyApp:
         finally:
             if upstream is not None:
                 pipeline.finished(upstream)
-            self._record(route, status, latency)
+            self._record(route, status, latency, ctx.service)
             if route.on_log:
                 outcome = Outcome(
                     status=status,
@@ -284,25 +326,9 @@ class ProxyApp:
                     upstream_latency=latency,
                     endpoint=ctx.endpoint,
                     error=error,
-                    plugins=_plugins_that_ran(route, ctx.answered_by),
+                    plugins=plugins_that_ran(route, ctx.answered_by),
                 )
                 await pipeline.on_log(route, ctx, outcome)
-
-    def _error_response(self, route: Route, ctx: RequestContext, exc: GatewayError) -> LocalResponse:
-        if isinstance(exc, UpstreamError):
-            logger.warning(
-                "upstream error on route %s (%s): %s",
-                route.info.id,
-                ctx.endpoint or route.service_label,
-                exc,
-                extra={"route": route.info.id, "error": exc.code},
-            )
-        response = LocalResponse.error(exc.status, exc.code, _public_message(exc))
-        if exc.headers:
-            extra = Headers(response.headers)  # validates the values: no CR/LF from an error
-            for name, value in exc.headers:
-                extra.add(name, value)
-        return response
 
     async def _relay(self, response: UpstreamResponse, receive: Receive, send: Send, body: ClientBody | None) -> int:
         """Send the response head, then its body as it arrives; bytes of body sent.
@@ -354,13 +380,17 @@ class ProxyApp:
         await send({"type": "http.response.body", "body": response.body})
         return len(response.body)
 
-    def _record(self, route: Route | None, status: int, latency: float | None) -> None:
+    def _record(self, route: Route | None, status: int, latency: float | None, service: str | None = None) -> None:
+        """Count the request; ``service`` is the Service that served it when not the route's own (a canary)."""
         metrics = self._metrics
         if metrics is not None:
             if route is None:
                 metrics.observe_request("", "", status, None)
             else:
-                metrics.observe_request(route.info.id, route.service_label, status, latency)
+                label = route.service_label
+                if service is not None and service != route.info.service:
+                    label = f"{route.info.namespace}/{service}"
+                metrics.observe_request(route.info.id, label, status, latency)
 
 
 async def _close_on_disconnect(receive: Receive, close: Callable[[], None]) -> None:
@@ -372,7 +402,26 @@ async def _close_on_disconnect(receive: Receive, close: Callable[[], None]) -> N
             return
 
 
-def _plugins_that_ran(route: Route, answered_by: str | None) -> tuple[str, ...]:
+def error_response(route: Route, ctx: RequestContext, exc: GatewayError, *, what: str = "route") -> LocalResponse:
+    """The gateway's JSON answer for ``exc`` (upstream failures logged with the route and endpoint)."""
+    if isinstance(exc, UpstreamError):
+        logger.warning(
+            "upstream error on %s %s (%s): %s",
+            what,
+            route.info.id,
+            ctx.endpoint or route.service_label,
+            exc,
+            extra={"route": route.info.id, "error": exc.code},
+        )
+    response = LocalResponse.error(exc.status, exc.code, public_message(exc))
+    if exc.headers:
+        extra = Headers(response.headers)  # validates the values: no CR/LF from an error
+        for name, value in exc.headers:
+            extra.add(name, value)
+    return response
+
+
+def plugins_that_ran(route: Route, answered_by: str | None) -> tuple[str, ...]:
     """The route's plugins in run order, up to the one that answered the client (if one did)."""
     names = route.plugin_names
     if answered_by is None:
@@ -380,7 +429,7 @@ def _plugins_that_ran(route: Route, answered_by: str | None) -> tuple[str, ...]:
     return names[: names.index(answered_by) + 1]
 
 
-def _public_message(exc: GatewayError) -> str:
+def public_message(exc: GatewayError) -> str:
     """What the client is told: the category, not internal addresses."""
     messages = {
         "no_endpoint": "no upstream endpoint is available for this route",

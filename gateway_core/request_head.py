@@ -122,7 +122,7 @@ def _without_port(hop: str) -> str:
 class RequestHead:
     """The parts of a client request the gateway routes and forwards by."""
 
-    __slots__ = ("host", "path", "target", "headers", "content_length", "chunked", "client_ip", "peer_ip")
+    __slots__ = ("host", "path", "target", "headers", "content_length", "chunked", "client_ip", "peer_ip", "proto")
 
     def __init__(
         self,
@@ -134,6 +134,7 @@ class RequestHead:
         chunked: bool,
         client_ip: str,
         peer_ip: str,
+        proto: bytes = b"http",
     ) -> None:
         self.host = host
         """Lowercase, without port; ``""`` when the request had no Host."""
@@ -146,6 +147,8 @@ class RequestHead:
         self.chunked = chunked
         self.client_ip = client_ip
         self.peer_ip = peer_ip
+        self.proto = proto
+        """The X-Forwarded-Proto sent upstream: the listener's scheme, or a trusted proxy's word."""
 
     @property
     def has_body(self) -> bool:
@@ -271,4 +274,4 @@ def read_request_head(scope: dict[str, Any], trusted: TrustedProxies, rules: Hea
         (b"x-real-ip", client_ip.encode()),
     )
     host = host_without_port(host_value) if host_header else ""
-    return RequestHead(host, path, target, out, content_length, chunked, client_ip, peer)
+    return RequestHead(host, path, target, out, content_length, chunked, client_ip, peer, proto)

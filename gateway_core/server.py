@@ -1,8 +1,9 @@
-"""Serving a gateway: its two listeners under uvicorn, in one process or several workers.
+"""Serving a gateway: its listeners under uvicorn, in one process or several workers.
 
 The listening sockets are bound once, in the parent, so workers share them (the kernel
-spreads connections). Each worker runs two uvicorn servers on one event loop — the proxy
-(whose lifespan starts the route source) and the admin API. The supervisor forwards
+spreads connections). Each worker runs its uvicorn servers on one event loop — the proxy
+(whose lifespan starts the route source), the same proxy app behind TLS on the HTTPS
+listener, and the admin API. The supervisor forwards
 SIGTERM/SIGINT, gives in-flight requests ``server.graceful_timeout`` to finish, restarts a
 worker that dies, and gives up if workers keep dying at start-up. With several workers,
 Prometheus multiprocess mode makes ``/metrics`` cover them all.
@@ -18,6 +19,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -29,9 +31,14 @@ from gateway_core.app import Gateway, create_app
 from gateway_core.logs import LogRotator, configure_logging
 from gateway_core.proxy import ResponseAborted
 from gateway_core.server_protocol import protocol_factory
+from gateway_core.server_websocket import GatewayWebSocketProtocol
 from gateway_core.settings import GatewaySettings, parse_addr
+from gateway_core.tls.listener import write_generated_default
 
 logger = logging.getLogger("gateway_core.server")
+
+AppFactory = Callable[[GatewaySettings], Gateway]
+"""Builds the gateway of one worker from the settings (``create_app``, or a program's own)."""
 
 
 def bind_socket(addr: str, *, backlog: int = 2048, reuse_port: bool = False) -> socket.socket:
@@ -68,7 +75,12 @@ class _Server(uvicorn.Server):
 
 
 def _uvicorn_config(
-    app: Any, settings: GatewaySettings, *, lifespan: Literal["on", "off"], proxy: bool
+    app: Any,
+    settings: GatewaySettings,
+    *,
+    lifespan: Literal["on", "off"],
+    proxy: bool,
+    tls: ssl.SSLContext | None = None,
 ) -> uvicorn.Config:
     server = settings.server
     http: Any = (
@@ -77,7 +89,8 @@ def _uvicorn_config(
     return uvicorn.Config(
         app,
         http=http,
-        ws="none",
+        ws=GatewayWebSocketProtocol if proxy else "none",  # the proxy protocol hands upgrades to it
+        ws_max_size=settings.gateway.websocket_max_message_size * 1024 * 1024,
         lifespan=lifespan,
         access_log=False,
         proxy_headers=False,
@@ -86,6 +99,7 @@ def _uvicorn_config(
         timeout_keep_alive=int(settings.server.idle_timeout),
         timeout_graceful_shutdown=int(settings.server.graceful_timeout),
         log_config=None,
+        ssl_context_factory=(lambda config, default: tls) if tls is not None else None,
     )
 
 
@@ -105,7 +119,10 @@ def run_async(main: Coroutine[Any, Any, None]) -> None:
 
 
 class GatewayServer:
-    """One gateway's listeners: the proxy (whose lifespan runs the gateway) and the admin API."""
+    """One gateway's listeners: the proxy (whose lifespan runs the gateway), the admin API and,
+    given its socket, the HTTPS listener: the same proxy app behind TLS, SNI choosing the
+    certificate (``gateway.listener_tls()``). It starts accepting once the proxy's start-up
+    is done, like the plain listener."""
 
     def __init__(
         self,
@@ -113,16 +130,24 @@ class GatewayServer:
         proxy_sock: socket.socket,
         admin_sock: socket.socket,
         *,
+        https_sock: socket.socket | None = None,
         extra: list[uvicorn.Config] | None = None,
     ) -> None:
         settings = gateway.settings
         logging.getLogger("uvicorn.error").addFilter(_AbortFilter())
         self.gateway = gateway
         self._sockets = (proxy_sock, admin_sock)
+        self._extra = [_Server(config) for config in extra or ()]
+        self._https: tuple[_Server, socket.socket] | None = None
+        if https_sock is not None:
+            tls = gateway.listener_tls().context
+            https = _Server(_uvicorn_config(gateway.https_proxy, settings, lifespan="off", proxy=True, tls=tls))
+            self._https = (https, https_sock)
         self.servers = [
             _Server(_uvicorn_config(gateway.proxy, settings, lifespan="on", proxy=True)),
             _Server(_uvicorn_config(gateway.admin, settings, lifespan="off", proxy=False)),
-            *(_Server(config) for config in extra or ()),
+            *self._extra,
+            *((self._https[0],) if self._https is not None else ()),
         ]
 
     def stop(self) -> None:
@@ -143,41 +168,67 @@ class GatewayServer:
             await asyncio.gather(
                 self.servers[0].serve([proxy_sock]),
                 self.servers[1].serve([admin_sock]),
-                *(server.serve() for server in self.servers[2:]),
+                *(server.serve() for server in self._extra),
+                *((self._serve_https(*self._https),) if self._https is not None else ()),
             )
         finally:
             for signum in signals:
                 loop.remove_signal_handler(signum)
 
+    async def _serve_https(self, server: _Server, sock: socket.socket) -> None:
+        """Serve HTTPS once the proxy server has started the gateway (or never, if it stops first)."""
+        proxy = self.servers[0]
+        while not proxy.started:
+            if proxy.should_exit or server.should_exit:
+                return
+            await asyncio.sleep(0.05)
+        await server.serve([sock])
 
-def _worker_main(settings_data: dict[str, Any], proxy_sock: socket.socket, admin_sock: socket.socket) -> None:
+
+def _worker_main(
+    settings_data: dict[str, Any],
+    proxy_sock: socket.socket,
+    admin_sock: socket.socket,
+    app_factory: AppFactory = create_app,
+    https_sock: socket.socket | None = None,
+) -> None:
     settings = GatewaySettings.model_validate(settings_data)
     configure_logging(settings.log)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; it sends SIGTERM
-    run_async(GatewayServer(create_app(settings), proxy_sock, admin_sock).serve())
+    run_async(GatewayServer(app_factory(settings), proxy_sock, admin_sock, https_sock=https_sock).serve())
 
 
-def run(settings: GatewaySettings) -> int:
-    """Serve until told to stop; the process exit code."""
+def run(settings: GatewaySettings, *, app_factory: AppFactory = create_app) -> int:
+    """Serve until told to stop; the process exit code.
+
+    ``app_factory(settings)`` builds the gateway, once per worker process. With several
+    workers it is sent to each (spawned) worker by reference, so it must be importable by
+    name: a module-level function, or a ``functools.partial`` of one; in a script run as
+    ``__main__``, call ``run`` under ``if __name__ == "__main__":``.
+    """
     configure_logging(settings.log)
     rotator = LogRotator(settings.log) if settings.log.file_path else None
     if rotator is not None:
         rotator.start()
     proxy_socks = bind_proxy_sockets(settings.server.addr, settings.server.workers)
+    https_addr = settings.server.https_addr
+    https_socks = bind_proxy_sockets(https_addr, settings.server.workers) if https_addr else []
     admin_sock = bind_socket(settings.metrics.addr)
     logger.info(
-        "proxy listening on %s, admin on %s, %d worker(s)",
+        "proxy listening on %s, HTTPS on %s, admin on %s, %d worker(s)",
         settings.server.addr,
+        https_addr or "(off)",
         settings.metrics.addr,
         settings.server.workers,
     )
     try:
         if settings.server.workers == 1:
-            run_async(GatewayServer(create_app(settings), proxy_socks[0], admin_sock).serve())
+            https_sock = https_socks[0] if https_socks else None
+            run_async(GatewayServer(app_factory(settings), proxy_socks[0], admin_sock, https_sock=https_sock).serve())
             return 0
-        return _supervise(settings, proxy_socks, admin_sock)
+        return _supervise(settings, proxy_socks, admin_sock, app_factory, https_socks)
     finally:
-        for sock in proxy_socks:
+        for sock in (*proxy_socks, *https_socks):
             sock.close()
         admin_sock.close()
         if rotator is not None:
@@ -201,16 +252,29 @@ def bind_proxy_sockets(addr: str, workers: int) -> list[socket.socket]:
     return [first, *(bind_socket(bound, reuse_port=True) for _ in range(workers - 1))]
 
 
-def _supervise(settings: GatewaySettings, proxy_socks: list[socket.socket], admin_sock: socket.socket) -> int:
+def _supervise(
+    settings: GatewaySettings,
+    proxy_socks: list[socket.socket],
+    admin_sock: socket.socket,
+    app_factory: AppFactory,
+    https_socks: list[socket.socket],
+) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     context = multiprocessing.get_context("spawn")
     data = settings.model_dump(mode="json", by_alias=True)
+    tls_dir: str | None = None
+    if https_socks and not settings.tls.default_cert_file:
+        # One generated default certificate for all workers (and their restarts), not one each.
+        tls_dir = tempfile.mkdtemp(prefix="gateway-tls-")
+        data["tls"]["default_cert_file"], data["tls"]["default_key_file"] = write_generated_default(tls_dir)
     stopping = False
 
     def start_worker(index: int) -> multiprocessing.process.BaseProcess:
         process = context.Process(
-            target=_worker_main, args=(data, proxy_socks[index], admin_sock), name=f"gateway-worker-{index}"
+            target=_worker_main,
+            args=(data, proxy_socks[index], admin_sock, app_factory, https_socks[index] if https_socks else None),
+            name=f"gateway-worker-{index}",
         )
         process.start()
         return process
@@ -252,4 +316,6 @@ def _supervise(settings: GatewaySettings, proxy_socks: list[socket.socket], admi
                 process.kill()
                 process.join()
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        if tls_dir is not None:
+            shutil.rmtree(tls_dir, ignore_errors=True)
     return exit_code

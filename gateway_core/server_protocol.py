@@ -34,6 +34,7 @@ import httptools
 
 from gateway_core.proxy import ResponseAborted
 from gateway_core.server_exchange import Exchange, error_response
+from gateway_core.server_websocket import hand_over, websocket_handshake
 
 logger = logging.getLogger("gateway_core.server")
 
@@ -87,6 +88,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self._head_bytes = 0
         self._expect_continue = False
         self._upgraded = False
+        self._websocket_head: bytes | None = None  # a WebSocket handshake to hand over
         self._last: Exchange | None = None
         self._task: asyncio.Task[None] | None = None
         self._next: asyncio.Future[Exchange | None] | None = None
@@ -128,8 +130,16 @@ class GatewayHttpProtocol(asyncio.Protocol):
             return  # bytes after an Upgrade request: not ours to parse; the connection closes
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # Upgrade (WebSocket) and CONNECT: answered as plain HTTP, then the connection
+        except httptools.HttpParserUpgrade as upgrade:
+            if self._websocket_head is not None and self.transport is not None:
+                # A WebSocket handshake: the server's WebSocket protocol takes the connection.
+                head, self._websocket_head = self._websocket_head, None
+                self.resume_reading()
+                self._gone()
+                rest = data[upgrade.args[0] :]
+                hand_over(self.transport, self.config, self.server_state, self.app_state, head + rest)
+                return
+            # Other upgrades and CONNECT: answered as plain HTTP, then the connection
             # closes, since what follows on it is not HTTP.
             self._upgraded = True
             exchange = self._parsing or self._last
@@ -205,6 +215,11 @@ class GatewayHttpProtocol(asyncio.Protocol):
         path = raw_path.decode("latin-1")
         if "%" in path:
             path = unquote(path)
+        if self.current is None and parser.should_upgrade() and self.config.ws_protocol_class is not None:
+            target = raw_path + b"?" + parsed.query if parsed.query else raw_path
+            self._websocket_head = websocket_handshake(parser.get_method(), target, self._headers)
+            if self._websocket_head is not None:
+                return
         version = parser.get_http_version()
         scope: dict[str, Any] = {
             "type": "http",

@@ -3,8 +3,8 @@
 Precedence, highest first: command-line flags, environment variables
 (``GATEWAY_SERVER__ADDR=:8081``, sections split by ``__``), the YAML file, defaults.
 The file keeps the sections and keys of the original design (``server``, ``kubernetes``,
-``gateway``, ``metrics``, ``log``) with their meaning, and adds ``manifests`` and
-``plugins``. Times are seconds, sizes MB. An unknown key or a bad value is a
+``gateway``, ``metrics``, ``log``) with their meaning, and adds ``manifests``,
+``plugins`` and ``tls``. Times are seconds, sizes MB. An unknown key or a bad value is a
 :class:`ConfigError` naming the key.
 """
 
@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import contextvars
 import ipaddress
+import ssl
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway_core.errors import ConfigError
@@ -44,6 +45,9 @@ class ServerSettings(_Section):
     """The proxy listener and how it treats clients."""
 
     addr: str = Field(":8080", description="Proxy listener address, host:port (':8080' = all interfaces).")
+    https_addr: str = Field(
+        ":8443", description="HTTPS listener address, host:port (same proxy, TLS terminated); empty = none."
+    )
     read_timeout: float = Field(
         30,
         gt=0,
@@ -61,6 +65,11 @@ class ServerSettings(_Section):
     )
 
     _addr = field_validator("addr")(_check_addr)
+
+    @field_validator("https_addr")
+    @classmethod
+    def _check_https_addr(cls, value: str) -> str:
+        return _check_addr(value) if value else value
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -129,11 +138,69 @@ class UpstreamSettings(_Section):
         "pool", description="Upstream client: 'pool' (fast HTTP/1.1) or 'httpx'."
     )
     preserve_host: bool = Field(True, description="Forward the client's Host header (else the upstream address).")
+    websocket_idle_timeout: float = Field(
+        3600, gt=0, description="Seconds a proxied WebSocket may carry no message either way before it is closed."
+    )
+    websocket_max_message_size: int = Field(
+        16, ge=1, le=1024, description="MB: the largest WebSocket message relayed (a larger one closes with 1009)."
+    )
     ingress_class: str = Field("meta-native", description="The IngressClass name this gateway serves.")
     controller_name: str = Field(
         "meta-native.io/gateway", description="IngressClass spec.controller this gateway answers to."
     )
     watch_ingress_without_class: bool = Field(True, description="Serve Ingresses that name no class.")
+
+
+ONE_YEAR = 31_536_000
+"""Seconds in a year: the HSTS ``max-age`` default (what the HSTS preload list asks for)."""
+
+
+class TlsSettings(_Section):
+    """TLS termination on the HTTPS listener: the default certificate, versions, redirect, HSTS."""
+
+    default_cert_file: str = Field(
+        "",
+        description="PEM certificate (chain) for hosts without one of their own; empty = a generated self-signed one.",
+    )
+    default_key_file: str = Field("", description="PEM private key of `default_cert_file`.")
+    min_version: Literal["TLSv1.2", "TLSv1.3"] = Field("TLSv1.2", description="Oldest TLS version accepted.")
+    ciphers: str = Field(
+        "ECDHE+AESGCM:ECDHE+CHACHA20",
+        min_length=1,
+        description="OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's, all modern).",
+    )
+    ssl_redirect: bool = Field(
+        True,
+        description="Redirect plain-HTTP requests for hosts that have a certificate to HTTPS; an Ingress can "
+        "switch it with the `meta-native.io/ssl-redirect` annotation.",
+    )
+    redirect_code: Literal[301, 302, 307, 308] = Field(308, description="Status of the HTTP to HTTPS redirect.")
+    redirect_port: int = Field(
+        443, ge=1, le=65535, description="Port of the `https://` URL redirected to; left out when 443."
+    )
+    hsts: bool = Field(True, description="Put `Strict-Transport-Security` on responses to HTTPS requests.")
+    hsts_max_age: int = Field(ONE_YEAR, ge=0, le=2**31 - 1, description="HSTS `max-age`, in seconds.")
+    hsts_include_subdomains: bool = Field(False, description="Add `includeSubDomains` to HSTS.")
+    hsts_preload: bool = Field(
+        False, description="Add `preload` to HSTS (needs `hsts_include_subdomains` and a max-age of a year or more)."
+    )
+
+    @field_validator("ciphers")
+    @classmethod
+    def _check_ciphers(cls, value: str) -> str:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(value)
+        except ssl.SSLError:
+            raise ValueError(f"no cipher OpenSSL knows matches {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TlsSettings:
+        if bool(self.default_cert_file) != bool(self.default_key_file):
+            raise ValueError("default_cert_file and default_key_file go together: set both or neither")
+        if self.hsts_preload and not (self.hsts_include_subdomains and self.hsts_max_age >= ONE_YEAR):
+            raise ValueError("hsts_preload needs hsts_include_subdomains: true and hsts_max_age >= 31536000")
+        return self
 
 
 class MetricsSettings(_Section):
@@ -196,6 +263,7 @@ class GatewaySettings(BaseSettings):
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     gateway: UpstreamSettings = Field(default_factory=UpstreamSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     manifests: ManifestsSettings = Field(default_factory=ManifestsSettings)
     plugins: PluginsSettings = Field(default_factory=PluginsSettings)

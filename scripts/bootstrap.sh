@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the demo, the tests and the benchmarks need, on a fresh Debian/Ubuntu
 # machine or in CI: system packages (nginx, wrk: the benchmark smoke test drives them;
-# redis-server: shared rate limits and breaker state are tested against a real one), a
+# redis-server: shared rate limits and breaker state are tested against a real one; openssl and
+# curl: the HTTPS tests check the gateway's certificates with them), a
 # virtualenv in .venv with the gateway, its dev tools, every first-party plugin under
 # plugins/ and the example third-party plugin. Idempotent and quick when done.
 set -euo pipefail
@@ -13,6 +14,8 @@ if [ "$want_system" = 1 ]; then
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
   { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } || missing+=(nginx-light)
   { command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ]; } || missing+=(redis-server)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
   if [ "${#missing[@]}" -gt 0 ]; then
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

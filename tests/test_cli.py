@@ -151,6 +151,8 @@ def test_demo_routes_by_host_and_path_and_stops_on_sigterm() -> None:
         assert httpx.get(base + "/", headers={"host": "shop.localhost"}).json()["service"] == "web"
         assert httpx.get(base + "/x", headers={"host": "team-a.apps.localhost"}).json()["service"] == "api"
         assert httpx.get(base + "/x", headers={"host": "unknown.example"}).json()["service"] == "fallback"
+        canary = {"host": "canary.localhost", "x-canary": "always"}
+        assert httpx.get(base + "/", headers=canary).json()["service"] == "api"
         # The protected route shows the three answers the quickstart promises: 401, 200, 429.
         account = base + "/account"
         assert httpx.get(account, headers={"host": "shop.localhost"}).status_code == 401

@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC
 
 from gateway_core.manifests.annotations import LEGACY_CLASS, PluginAnnotations, parse_plugin_annotations
@@ -33,6 +33,7 @@ from gateway_core.manifests.objects import (
     Service,
     ServicePort,
 )
+from gateway_core.manifests.tls_policy import DEFAULT_TLS, TLS_ANNOTATIONS, IngressTls, parse_tls_annotations
 from gateway_core.manifests.upstream_policy import (
     DEFAULT_POLICY,
     UPSTREAM_ANNOTATIONS,
@@ -121,6 +122,8 @@ class RouteSpec:
     """Balancing, timeouts, retries and outlier detection from the Ingress's annotations."""
     canaries: tuple[CanaryTarget, ...] = ()
     mirrors: tuple[MirrorTarget, ...] = ()
+    tls: IngressTls = DEFAULT_TLS
+    """HTTPS redirect and backend TLS from the Ingress's annotations (``manifests.tls_policy``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,11 +191,18 @@ def translate_ingress(
     """Translate one Ingress. Never raises for bad content: problems are returned."""
     namespace, name = ingress.namespace, ingress.name
     annotations = ingress.metadata.annotations
-    plugins = parse_plugin_annotations(annotations, known_keys=known_annotations | UPSTREAM_ANNOTATIONS)
+    plugins = parse_plugin_annotations(
+        annotations, known_keys=known_annotations | UPSTREAM_ANNOTATIONS | TLS_ANNOTATIONS
+    )
     policy, policy_problems = parse_upstream_policy(annotations)
-    problems = [*plugins.problems, *policy_problems]
-    canaries = tuple(CanaryTarget(config, _resolve_ref(config, namespace, index)) for config in policy.canaries)
-    mirrors = tuple(MirrorTarget(config, _resolve_ref(config, namespace, index)) for config in policy.mirrors)
+    tls, tls_problems = parse_tls_annotations(annotations, namespace, index.secret)
+    problems = [*plugins.problems, *policy_problems, *tls_problems]
+    canaries = tuple(
+        CanaryTarget(config, _over_tls(_resolve_ref(config, namespace, index), tls)) for config in policy.canaries
+    )
+    mirrors = tuple(
+        MirrorTarget(config, _over_tls(_resolve_ref(config, namespace, index), tls)) for config in policy.mirrors
+    )
     age = _age(ingress)
     routes: list[RouteSpec] = []
     hosts: list[str] = []
@@ -204,6 +214,7 @@ def translate_ingress(
             # declared: while rejected, it answers 503 rather than falling through to others.
             service = backend.service.name if backend.service is not None else ""
             target = BackendTarget(namespace, service, "", (), problems[-1])
+        target = _over_tls(target, tls)
         match = "Exact" if declared == "Exact" else "Prefix"
         if kind is RouteKind.RULE:
             route_id = f"{namespace}/{name}:{host or '*'}:{declared}:{path}"
@@ -234,6 +245,7 @@ def translate_ingress(
                 policy=policy,
                 canaries=canaries,
                 mirrors=mirrors,
+                tls=tls,
             )
         )
 
@@ -269,6 +281,13 @@ def translate_ingress(
         problems.append("spec: an Ingress needs rules or a defaultBackend")
 
     return IngressTranslation(ingress=ingress, routes=tuple(routes), plugins=plugins, problems=tuple(problems))
+
+
+def _over_tls(target: BackendTarget, tls: IngressTls) -> BackendTarget:
+    """The target with its endpoints reached over HTTPS when the Ingress says so."""
+    if tls.backend is None or not target.endpoints:
+        return target
+    return replace(target, endpoints=tls.upstream_endpoints(target.endpoints, target.service, target.namespace))
 
 
 def _age(ingress: Ingress) -> tuple[int, str, str, str]:

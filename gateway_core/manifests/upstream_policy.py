@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway_core.manifests.annotations import DOMAIN, load_annotation_yaml
+from gateway_core.manifests.endpoint_key import endpoint_key
 
 LOAD_BALANCE = DOMAIN + "load-balance"
 TIMEOUTS = DOMAIN + "timeouts"
@@ -36,6 +37,9 @@ UPSTREAM_ANNOTATIONS = frozenset({LOAD_BALANCE, TIMEOUTS, RETRIES, OUTLIER_DETEC
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 """An HTTP token (RFC 9110 §5.6.2): header and cookie names."""
 _HASH_ON = re.compile(r"^(client_ip|path|(header|cookie):[!#$%&'*+.^_`|~0-9A-Za-z-]+)$")
+
+_HEADER_TEXT = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+"""Text a header value can carry (RFC 9110 §5.5): no control characters, latin-1 only."""
 
 Seconds = Annotated[float, Field(gt=0, le=86_400)]
 
@@ -69,6 +73,12 @@ class AffinityCookie(_Config):
             raise ValueError("must be an absolute path without ';', spaces or control characters")
         return value
 
+    @model_validator(mode="after")
+    def _same_site_none_is_secure(self) -> AffinityCookie:
+        if self.same_site == "None" and not self.secure:
+            raise ValueError("same_site None needs secure: true (browsers drop such a cookie otherwise)")
+        return self
+
 
 class LoadBalancing(_Config):
     """`meta-native.io/load-balance`: how an endpoint is chosen for each try."""
@@ -88,8 +98,9 @@ class LoadBalancing(_Config):
     weights: dict[str, int] = Field(
         default_factory=dict,
         description=(
-            "Endpoint weights for `round-robin` and `random`, keyed by `ip:port` or `ip`; "
-            "unlisted endpoints weigh 1, weight 0 takes an endpoint out of rotation."
+            "Endpoint weights for `round-robin`, `random` and `hash`, keyed by `ip:port` or `ip`; "
+            "unlisted endpoints weigh 1, weight 0 takes an endpoint out of rotation (if all weigh 0, "
+            "all weigh 1). `least-request` and `ewma` accept only 0 and 1."
         ),
     )
     affinity: AffinityCookie | None = Field(
@@ -110,7 +121,17 @@ class LoadBalancing(_Config):
         for key, weight in value.items():
             if not 0 <= weight <= 1000:
                 raise ValueError(f"weight of {key!r} must be between 0 and 1000")
-        return value
+        return {endpoint_key(key): weight for key, weight in value.items()}
+
+    @model_validator(mode="after")
+    def _fits_strategy(self) -> LoadBalancing:
+        if "hash_on" in self.model_fields_set and self.strategy != "hash":
+            raise ValueError(f"hash_on applies to strategy hash only (strategy is {self.strategy})")
+        if self.strategy in ("least-request", "ewma") and any(weight > 1 for weight in self.weights.values()):
+            raise ValueError(
+                f"{self.strategy} weighs endpoints by their measured load: weights may only be 0 (out) or 1"
+            )
+        return self
 
 
 class TimeoutConfig(_Config):
@@ -140,8 +161,10 @@ class RetryConfig(_Config):
     on: tuple[RetryOn, ...] = Field(
         ("connect-failure", "reset"),
         description=(
-            "What is retried: `connect-failure` (the request was never sent), `reset` (closed before a "
-            "response), `timeout`, `5xx`, `gateway-error` (502, 503, 504), `retriable-status` (`statuses`)."
+            "What is retried: `connect-failure` (no connection, or a plugin refused the endpoint: nothing "
+            "was sent), `reset` (closed before the response head), `timeout` (no head within `read` or "
+            "`per_try`), `5xx` (any 5xx status, and every failure above), `gateway-error` (502, 503, 504, and "
+            "every failure above), `retriable-status` (the `statuses`)."
         ),
     )
     statuses: tuple[Annotated[int, Field(ge=100, le=599)], ...] = Field(
@@ -164,6 +187,22 @@ class RetryConfig(_Config):
     )
     backoff_max: float = Field(0.25, ge=0, le=60, description="Longest backoff in seconds.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on_key(cls, data: Any) -> Any:
+        """YAML 1.1 (PyYAML) reads a bare ``on:`` key as the boolean true: take it as ``on``."""
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _statuses_need_retriable_status(self) -> RetryConfig:
+        if self.statuses and "retriable-status" not in self.on:
+            raise ValueError("`statuses` are only retried when `on` includes `retriable-status`")
+        if "retriable-status" in self.on and not self.statuses:
+            raise ValueError("`retriable-status` needs the `statuses` to retry")
+        return self
+
 
 class OutlierDetection(_Config):
     """`meta-native.io/outlier-detection`: passive health; failing endpoints rest for a while."""
@@ -180,12 +219,24 @@ class OutlierDetection(_Config):
         50, ge=0, le=100, description="At most this share of a backend's endpoints is ejected at once (never all)."
     )
 
+    @model_validator(mode="after")
+    def _cap_above_base(self) -> OutlierDetection:
+        if self.max_ejection_time < self.base_ejection_time:
+            raise ValueError("`max_ejection_time` must be at least `base_ejection_time`")
+        return self
+
 
 class HeaderMatch(_Config):
     """A request header that sends a request to a canary."""
 
     name: str = Field(description="Header name.")
-    values: tuple[str, ...] = Field((), description="Values that match (exactly); empty = the header's presence.")
+    values: tuple[str, ...] = Field(
+        (),
+        description=(
+            "Values that match (exactly); empty = the header's presence. The value `never` is reserved: "
+            "it keeps the request off this canary."
+        ),
+    )
 
     @field_validator("name")
     @classmethod
@@ -194,12 +245,22 @@ class HeaderMatch(_Config):
             raise ValueError("must be a header name (an HTTP token)")
         return value.lower()
 
+    @field_validator("values")
+    @classmethod
+    def _values(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _match_values(value, allow_empty=True)
+
 
 class CookieMatch(_Config):
     """A cookie that sends a request to a canary."""
 
     name: str = Field(description="Cookie name.")
-    values: tuple[str, ...] = Field(("always",), description="Cookie values that match (exactly).")
+    values: tuple[str, ...] = Field(
+        ("always",),
+        description=(
+            "Cookie values that match (exactly). The value `never` is reserved: it keeps the request off this canary."
+        ),
+    )
 
     @field_validator("name")
     @classmethod
@@ -207,6 +268,23 @@ class CookieMatch(_Config):
         if not _TOKEN.match(value):
             raise ValueError("must be a cookie name (an HTTP token)")
         return value
+
+    @field_validator("values")
+    @classmethod
+    def _values(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _match_values(value, allow_empty=False)
+
+
+def _match_values(values: tuple[str, ...], *, allow_empty: bool) -> tuple[str, ...]:
+    """Check a canary match's values: possible header text, never the reserved ``never``."""
+    if not values and not allow_empty:
+        raise ValueError("must list at least one value")
+    for value in values:
+        if value == "never":
+            raise ValueError("'never' is reserved (it keeps a request off the canary); it cannot match")
+        if not _HEADER_TEXT.fullmatch(value):
+            raise ValueError(f"{value!r} cannot be a header value (latin-1 text without control characters)")
+    return values
 
 
 class ServiceRef(_Config):

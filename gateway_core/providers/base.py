@@ -21,6 +21,7 @@ from typing import Protocol
 from gateway_core.manifests.snapshot import Snapshot
 
 Publish = Callable[[Snapshot], Awaitable[None]]
+"""What a route source awaits with each complete snapshot; the gateway builds a table from it (bursts coalesce)."""
 
 
 class RouteSource(Protocol):

@@ -30,8 +30,10 @@ from gateway_core.manifests.upstream_policy import DEFAULT_POLICY, LoadBalancing
 from gateway_core.messages import Balancer, Endpoint, RouteInfo, Timeouts
 from gateway_core.plugin_api import PluginSpec
 from gateway_core.routing.binding import BindingPolicy, BoundPlugin, PluginInstances, resolve_plugins
+from gateway_core.routing.certificates import table_certificates
 from gateway_core.routing.matching import HostIndex, exact_key, prefix_key
 from gateway_core.routing.table import Backend, Conflict, RejectedIngress, Route, RouteTable
+from gateway_core.tls.contexts import ServerTlsOptions
 
 BalancerFactory = Callable[[tuple[Endpoint, ...], LoadBalancing], Balancer]
 """Makes the balancer of one backend: its ready endpoints, the route's balancing config."""
@@ -50,6 +52,8 @@ class BuildOptions:
     validate: RouteValidator | None = None
     """Extra route checks (the ``gateway_route_validate`` hook); problems reject the Ingress."""
     known_annotations: frozenset[str] = frozenset()
+    tls: ServerTlsOptions = field(default_factory=ServerTlsOptions)
+    """How the server contexts of ``spec.tls`` certificates are built (the ``tls`` settings)."""
 
 
 class _Compiler:
@@ -172,6 +176,9 @@ def _build_table(snapshot: Snapshot, options: BuildOptions, previous: RouteTable
             for spec in specs
         )
         rejected[ref] = RejectedIngress(ref, tuple(problems), serving_last_good=False)
+    certificates = table_certificates(
+        last_good, routes, index, previous=previous.certificates if previous is not None else None, options=options.tls
+    )
     host_index, served, conflicts = _merge(routes)
     return RouteTable(
         stripped_headers=_owned_headers(options.specs, instances),
@@ -182,6 +189,7 @@ def _build_table(snapshot: Snapshot, options: BuildOptions, previous: RouteTable
         problems=snapshot.problems,
         ignored=tuple(ignored),
         last_good=last_good,
+        certificates=certificates,
         instances=instances.current,
         generation=(previous.generation + 1) if previous is not None else 1,
         build_seconds=time.perf_counter() - started,

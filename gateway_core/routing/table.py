@@ -19,7 +19,9 @@ from gateway_core.manifests.translate import BackendTarget, RouteSpec
 from gateway_core.manifests.upstream_policy import CanaryConfig, MirrorConfig
 from gateway_core.messages import Balancer, Endpoint, RequestContext, RouteInfo, Timeouts, UpstreamResponse
 from gateway_core.routing.binding import BoundPlugin, InstanceKey
+from gateway_core.routing.canary import CanaryPlan
 from gateway_core.routing.matching import HostIndex
+from gateway_core.tls.certificate_set import CertificateSet
 
 
 class Backend:
@@ -54,6 +56,7 @@ class Route:
         "backend",
         "balancer",
         "canaries",
+        "canary_plan",
         "mirrors",
         "timeouts",
         "unavailable",
@@ -87,6 +90,8 @@ class Route:
         self.balancer = balancer
         self.canaries = tuple(canaries)
         """Second Services for the same host and path, in the annotation's order."""
+        self.canary_plan = CanaryPlan(self.canaries) if self.canaries else None
+        """The canaries compiled for per-request selection (``routing.canary``)."""
         self.mirrors = tuple(mirrors)
         """Services that get a copy of each request (fire-and-forget)."""
         self.timeouts = timeouts
@@ -178,6 +183,8 @@ class RouteTable:
     instances: Mapping[InstanceKey, BoundPlugin] = field(default_factory=dict)
     stripped_headers: frozenset[bytes] = frozenset()
     """Request headers owned by plugins (identity and the like): removed from every client request."""
+    certificates: CertificateSet = field(default_factory=CertificateSet)
+    """The HTTPS listener's certificates by host, and the Secrets refused (``spec.tls``)."""
     generation: int = 0
     built_at: float = field(default_factory=time.time)
     build_seconds: float = 0.0
@@ -209,6 +216,7 @@ class RouteTable:
             "conflicts": [{"route": item.route, "winner": item.winner} for item in self.conflicts],
             "problems": [{"source": item.source, "message": item.message} for item in self.problems],
             "ignored": list(self.ignored),
+            "certificates": self.certificates.describe(),
             "stripped_request_headers": sorted(name.decode("latin-1") for name in self.stripped_headers),
         }
 

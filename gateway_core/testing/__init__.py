@@ -4,6 +4,7 @@ Installed as a pytest plugin (entry point ``pytest11``), so its fixtures are ava
 any test suite once ``meta-native-gateway`` is installed.
 """
 
+from gateway_core.testing.certificates import IssuedCertificate, TestCertificateAuthority
 from gateway_core.testing.manifests import (
     backend,
     endpoint_slice,
@@ -14,6 +15,7 @@ from gateway_core.testing.manifests import (
     routed_service,
     secret,
     service,
+    tls_secret,
     write_manifests,
 )
 from gateway_core.testing.process import GatewayProcess, InProcessGateway, free_port, wait_until
@@ -23,10 +25,12 @@ from gateway_core.testing.upstream import ReceivedRequest, RecordingUpstream
 __all__ = [
     "GatewayProcess",
     "InProcessGateway",
+    "IssuedCertificate",
     "ReceivedRequest",
     "RecordingUpstream",
     "RedisNotInstalledError",
     "RedisServer",
+    "TestCertificateAuthority",
     "backend",
     "endpoint_slice",
     "free_port",
@@ -37,6 +41,7 @@ __all__ = [
     "routed_service",
     "secret",
     "service",
+    "tls_secret",
     "wait_until",
     "write_manifests",
 ]

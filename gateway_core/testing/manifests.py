@@ -76,11 +76,16 @@ def ingress(
     ingress_class: str | None = None,
     namespace: str | None = None,
     created: str | None = None,
+    tls: Sequence[tuple[Sequence[str], str | None]] = (),
 ) -> dict[str, Any]:
-    """An Ingress from ``(host or None, [path(...), ...])`` rules."""
+    """An Ingress from ``(host or None, [path(...), ...])`` rules; ``tls`` as ``(hosts, secretName)``."""
     spec: dict[str, Any] = {}
     if rules:
         spec["rules"] = [{**({"host": host} if host else {}), "http": {"paths": list(paths)}} for host, paths in rules]
+    if tls:
+        spec["tls"] = [
+            {"hosts": list(hosts), **({"secretName": secret_name} if secret_name else {})} for hosts, secret_name in tls
+        ]
     if default_backend is not None:
         spec["defaultBackend"] = backend(default_backend)
     if ingress_class is not None:
@@ -112,6 +117,12 @@ def secret(
         "type": secret_type,
         "data": encoded,
     }
+
+
+def tls_secret(name: str, cert_pem: bytes, key_pem: bytes, *, namespace: str | None = None) -> dict[str, Any]:
+    """A ``kubernetes.io/tls`` Secret holding a PEM certificate (chain) and its key."""
+    data = {"tls.crt": cert_pem, "tls.key": key_pem}
+    return secret(name, data, namespace=namespace, secret_type="kubernetes.io/tls")  # noqa: S106 - a type
 
 
 def plugin_annotations(plugins: Mapping[str, Mapping[str, Any] | None]) -> dict[str, str]:

@@ -59,6 +59,7 @@ class GatewayProcess:
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     admin_port: int = field(default_factory=free_port)
+    https_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -69,6 +70,10 @@ class GatewayProcess:
     @property
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
+
+    @property
+    def https_url(self) -> str:
+        return f"https://127.0.0.1:{self.https_port}"
 
     def command(self) -> list[str]:
         args = [
@@ -82,6 +87,8 @@ class GatewayProcess:
             str(self.port),
             "--admin-port",
             str(self.admin_port),
+            "--https-port",
+            str(self.https_port),
             "--workers",
             str(self.workers),
         ]

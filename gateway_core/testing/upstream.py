@@ -9,6 +9,7 @@ request for assertions.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +44,8 @@ class RecordingUpstream:
     extra_headers: dict[str, str] = field(default_factory=dict)
     requests: list[ReceivedRequest] = field(default_factory=list)
     port: int = 0
+    ssl_context: ssl.SSLContext | None = None
+    """Serve HTTPS with this server context (an upstream behind ``backend-protocol: HTTPS``)."""
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -104,6 +107,8 @@ class RecordingUpstream:
 
         server = _QuietServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
+        if self.ssl_context is not None:  # the handshake runs in the handler's thread, on first read
+            server.socket = self.ssl_context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
         self._server = server
         self.port = server.server_address[1]
         self._thread = threading.Thread(

@@ -18,18 +18,20 @@ import httpx
 from gateway_core.errors import (
     UpstreamClosedError,
     UpstreamConnectError,
+    UpstreamConnectTimeoutError,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeoutError,
 )
-from gateway_core.messages import Endpoint, Headers, Timeouts, UpstreamRequest, UpstreamResponse
+from gateway_core.messages import Endpoint, Headers, Timeouts, UpstreamRequest, UpstreamResponse, UpstreamTLS
+from gateway_core.tls.contexts import client_context
 from gateway_core.transport.base import PoolStats
 
 
 def translate_error(exc: httpx.HTTPError, endpoint: Endpoint) -> UpstreamError:
     """httpx's exceptions as the gateway's."""
     if isinstance(exc, httpx.ConnectTimeout):
-        return UpstreamTimeoutError(f"connecting to upstream {endpoint} timed out")
+        return UpstreamConnectTimeoutError(f"connecting to upstream {endpoint} timed out")
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamTimeoutError(f"upstream {endpoint} did not answer in time")
     if isinstance(exc, httpx.ConnectError):
@@ -85,17 +87,30 @@ class HttpxTransport:
     def __init__(
         self, *, max_idle: int = 100, idle_timeout: float = 90.0, keep_alive: bool = True, http2: bool = False
     ) -> None:
-        self._client = httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_keepalive_connections=max_idle if keep_alive else 0,
-                max_connections=None,
-                keepalive_expiry=idle_timeout,
-            ),
-            http2=http2,
-            follow_redirects=False,
-            trust_env=False,
+        self._limits = httpx.Limits(
+            max_keepalive_connections=max_idle if keep_alive else 0,
+            max_connections=None,
+            keepalive_expiry=idle_timeout,
         )
+        self._http2 = http2
+        self._client = httpx.AsyncClient(limits=self._limits, http2=http2, follow_redirects=False, trust_env=False)
+        self._tls_clients: dict[UpstreamTLS, httpx.AsyncClient] = {}
+        """One client per upstream TLS setting (httpx verifies per client, not per request)."""
         self._closing: set[asyncio.Future[None]] = set()
+
+    def _client_for(self, tls: UpstreamTLS | None) -> httpx.AsyncClient:
+        if tls is None:
+            return self._client
+        client = self._tls_clients.get(tls)
+        if client is None:
+            client = self._tls_clients[tls] = httpx.AsyncClient(
+                limits=self._limits,
+                http2=self._http2,
+                follow_redirects=False,
+                trust_env=False,
+                verify=client_context(tls),
+            )
+        return client
 
     async def send(self, request: UpstreamRequest, endpoint: Endpoint, timeouts: Timeouts) -> UpstreamResponse:
         headers = list(request.headers.raw)
@@ -104,23 +119,22 @@ class HttpxTransport:
             content = request.body.chunks()
             if request.body.content_length is not None:
                 headers.append((b"content-length", str(request.body.content_length).encode()))
-        url = f"http://{endpoint.address}{request.target.decode('latin-1')}"
-        outgoing = httpx.Request(
-            request.method,
-            url,
-            headers=headers,
-            content=content,
-            extensions={
-                "timeout": {
-                    "connect": timeouts.connect,
-                    "read": timeouts.read,
-                    "write": timeouts.write,
-                    "pool": timeouts.connect,
-                }
-            },
-        )
+        tls = endpoint.tls
+        scheme = "https" if tls is not None else "http"
+        url = f"{scheme}://{endpoint.address}{request.target.decode('latin-1')}"
+        extensions: dict[str, object] = {
+            "timeout": {
+                "connect": timeouts.connect,
+                "read": timeouts.read,
+                "write": timeouts.write,
+                "pool": timeouts.connect,
+            }
+        }
+        if tls is not None:
+            extensions["sni_hostname"] = tls.server_name  # also the name the certificate is checked against
+        outgoing = httpx.Request(request.method, url, headers=headers, content=content, extensions=extensions)
         try:
-            response = await self._client.send(outgoing, stream=True)
+            response = await self._client_for(tls).send(outgoing, stream=True)
         except httpx.HTTPError as exc:
             raise translate_error(exc, endpoint) from None
         raw = [(name.lower(), value) for name, value in response.headers.raw]
@@ -138,3 +152,6 @@ class HttpxTransport:
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         await self._client.aclose()
+        for client in self._tls_clients.values():
+            await client.aclose()
+        self._tls_clients.clear()

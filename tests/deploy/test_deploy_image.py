@@ -65,7 +65,8 @@ def test_the_image_is_slim_non_root_and_exposes_both_listeners() -> None:
     assert int(user) != 0
     exposed = {int(port) for port in dockerfile_instruction("EXPOSE")[0].split()}
     defaults = GatewaySettings()
-    assert exposed == {parse_addr(defaults.server.addr)[1], parse_addr(defaults.metrics.addr)[1]}
+    listeners = (defaults.server.addr, defaults.server.https_addr, defaults.metrics.addr)
+    assert exposed == {parse_addr(addr)[1] for addr in listeners}
 
 
 def test_the_wheels_build_from_exactly_what_the_dockerfile_copies(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -692,7 +692,7 @@ def test_describe() -> None:
     )
     described = table.describe()
     assert described["generation"] == 1
-    routes: list[Mapping[str, Any]] = described["routes"]
+    routes: list[dict[str, Any]] = described["routes"]
     site = next(r for r in routes if r["ingress"] == "default/site")
     upstream = site.pop("upstream")
     assert upstream["load_balance"]["strategy"] == "round-robin"

@@ -6,7 +6,9 @@ The rule (documented in the Kubernetes guide): a Secret ``namespace/name`` is ke
 - ``name`` is a string value anywhere (nested mappings and lists included) in the config
   annotation ``meta-native.io/plugin.<plugin>`` of an Ingress in ``namespace``, or
 - ``name`` is a string value anywhere in the settings' default plugin configs
-  (``plugins.config``), which apply to every namespace.
+  (``plugins.config``), which apply to every namespace, or
+- ``name`` is a string value in the ``meta-native.io/backend-tls`` annotation (its
+  ``ca_secret``) of an Ingress in ``namespace``.
 
 Plugins look Secrets up by name in the route's namespace (``Binding.secrets``), and their
 configs name them in fields of their own choosing (``secret``, ``redis_secret``, ...), so
@@ -24,6 +26,7 @@ from typing import Any
 
 from gateway_core.manifests.annotations import PLUGIN_CONFIG_PREFIX, parse_plugin_config
 from gateway_core.manifests.objects import Ingress
+from gateway_core.manifests.tls_policy import BACKEND_TLS
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +59,7 @@ def secret_references(
         names = by_namespace.setdefault(ingress.namespace, set())
         names.update(tls.secret_name for tls in ingress.spec.tls if tls.secret_name)
         for key, text in ingress.metadata.annotations.items():
-            if not key.startswith(PLUGIN_CONFIG_PREFIX):
+            if not key.startswith(PLUGIN_CONFIG_PREFIX) and key != BACKEND_TLS:
                 continue
             try:
                 config = parse_plugin_config(text)

@@ -28,6 +28,9 @@ from gateway_core.testing import (
 
 Gateway = Callable[..., InProcessGateway]
 
+NO_RETRIES = {"meta-native.io/retries": '{"attempts": 1}'}
+"""The breaker alone: the gateway's retries (on by default) would move failed tries elsewhere."""
+
 
 @pytest.fixture
 def name() -> str:
@@ -44,7 +47,7 @@ def _route(
             ingress(
                 f"{name}-{index}",
                 rules=[(host, [path("/", name)])],
-                annotations=plugin_annotations({"circuit-breaker": config}),
+                annotations=plugin_annotations({"circuit-breaker": config}) | NO_RETRIES,
             )
         )
     write_manifests(directory, objects)
@@ -144,7 +147,7 @@ def test_per_endpoint_opens_only_the_dead_endpoints_breaker(
             ingress(
                 name,
                 rules=[(None, [path("/", name)])],
-                annotations=plugin_annotations({"circuit-breaker": {"per": "endpoint", "fail_max": 2}}),
+                annotations=plugin_annotations({"circuit-breaker": {"per": "endpoint", "fail_max": 2}}) | NO_RETRIES,
             ),
         ],
     )

@@ -82,6 +82,9 @@ class LineFormat:
 
     __slots__ = (
         "_template",
+        "_service",
+        "_service_pair",
+        "_canary_templates",
         "_pick",
         "_stamp",
         "_uri",
@@ -110,7 +113,7 @@ class LineFormat:
         for name in fields:
             key = escape(name) + ":"
             if name in constants:
-                parts.append(key + escape(constants[name]).replace("%", "%%"))
+                parts.append(_pair(name, constants[name]))
                 continue
             parts.append(key + _CONVERSIONS.get(name, "%s"))
             picked.append(_SLOT[name])
@@ -120,6 +123,10 @@ class LineFormat:
             parts.append('"headers":%s')
             picked.append(_SLOT["headers"])
         self._template = "{" + ",".join(parts) + "}\n"
+        self._service = route.service
+        self._service_pair = _pair("service", route.service) if "service" in fields else None
+        """The template text of the route's own service: replaced when a canary serves a request."""
+        self._canary_templates: dict[str, str] = {}
         self._pick = _picker(picked)
         self._stamp: tuple[int, str] = (-1, "")
         """The current second and its date text: formatted once per second."""
@@ -206,7 +213,20 @@ class LineFormat:
             request_id,
             extra,
         )
-        return self._template % self._pick(row)
+        template = self._template
+        if ctx.service != self._service and self._service_pair is not None:
+            template = self._canary_template(ctx.service)
+        return template % self._pick(row)
+
+    def _canary_template(self, service: str) -> str:
+        """The template with ``service`` (a canary that served the request) in place of the route's own."""
+        template = self._canary_templates.get(service)
+        if template is None:
+            assert self._service_pair is not None
+            template = self._template.replace(self._service_pair, _pair("service", service), 1)
+            if len(self._canary_templates) < 64:
+                self._canary_templates[service] = template
+        return template
 
     def _endpoint_token(self, endpoint: Endpoint) -> str:
         """The address of ``endpoint`` as JSON; the last one is remembered by identity."""
@@ -245,6 +265,11 @@ class LineFormat:
         user_agent, referer, request_id = ("null" if index is None else tokens[index] for index in self._header_slots)
         extra = "{" + ",".join(key + tokens[index] for key, index in self._extra_keys) + "}"
         return user_agent, referer, request_id, extra
+
+
+def _pair(name: str, value: str) -> str:
+    """``"name":"value"`` as template text (JSON-escaped, ``%`` doubled)."""
+    return escape(name) + ":" + escape(value).replace("%", "%%")
 
 
 def _picker(indexes: list[int]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:

@@ -24,7 +24,7 @@ from gateway_core import (
     UpstreamRequest,
     UpstreamResponse,
 )
-from gateway_core.errors import BodyNotReplayableError, NoEndpointError, UpstreamError
+from gateway_core.errors import BodyNotReplayableError, EndpointRefusedError, NoEndpointError, UpstreamError
 from gateway_plugin_circuit_breaker.breaker import Breaker, Refusal, Ticket
 from gateway_plugin_circuit_breaker.config import CircuitBreakerConfig
 from gateway_plugin_circuit_breaker.registry import BreakerRegistry, Credentials, EndpointBreakers
@@ -50,6 +50,11 @@ class CircuitOpenError(GatewayError):
     @classmethod
     def for_refusal(cls, refusal: Refusal) -> CircuitOpenError:
         return cls(_MESSAGE).with_headers(("Retry-After", refusal.header))
+
+
+class EndpointCircuitOpenError(CircuitOpenError, EndpointRefusedError):
+    """``per: endpoint``: this endpoint's breaker is open; nothing was sent, so the
+    gateway's retries may move the request to another endpoint."""
 
 
 def refused(refusal: Refusal) -> LocalResponse:
@@ -123,7 +128,7 @@ class EndpointCircuitBreaker:
             return
         admission = await self.breakers.get(endpoint).admit()
         if isinstance(admission, Refusal):
-            raise CircuitOpenError.for_refusal(admission)
+            raise EndpointCircuitOpenError.for_refusal(admission)
         ctx.stash[_ATTEMPT] = admission
 
     async def around_upstream(self, ctx: RequestContext, call_next: CallNext) -> UpstreamResponse:
