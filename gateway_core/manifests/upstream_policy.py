@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway_core.manifests.annotations import DOMAIN, load_annotation_yaml
 from gateway_core.manifests.endpoint_key import endpoint_key
@@ -44,6 +44,15 @@ _HEADER_TEXT = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 Seconds = Annotated[float, Field(gt=0, le=86_400)]
 
 
+def _cookie_name(value: str) -> str:
+    if not _TOKEN.match(value):
+        raise ValueError("must be a cookie name (an HTTP token)")
+    return value
+
+
+CookieName = Annotated[str, AfterValidator(_cookie_name)]
+
+
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -51,20 +60,13 @@ class _Config(BaseModel):
 class AffinityCookie(_Config):
     """Cookie session affinity: a client keeps the endpoint that served it first."""
 
-    name: str = Field("mng-affinity", description="Name of the affinity cookie.")
+    name: CookieName = Field("mng-affinity", description="Name of the affinity cookie.")
     max_age: int | None = Field(
         None, ge=1, description="Cookie lifetime in seconds; unset = a session cookie (until the browser closes)."
     )
     path: str = Field("/", description="Cookie `Path`.")
     secure: bool = Field(False, description="Set the `Secure` attribute (HTTPS only).")
     same_site: Literal["Lax", "Strict", "None"] = Field("Lax", description="Cookie `SameSite` attribute.")
-
-    @field_validator("name")
-    @classmethod
-    def _token(cls, value: str) -> str:
-        if not _TOKEN.match(value):
-            raise ValueError("must be a cookie name (an HTTP token)")
-        return value
 
     @field_validator("path")
     @classmethod
@@ -254,20 +256,13 @@ class HeaderMatch(_Config):
 class CookieMatch(_Config):
     """A cookie that sends a request to a canary."""
 
-    name: str = Field(description="Cookie name.")
+    name: CookieName = Field(description="Cookie name.")
     values: tuple[str, ...] = Field(
         ("always",),
         description=(
             "Cookie values that match (exactly). The value `never` is reserved: it keeps the request off this canary."
         ),
     )
-
-    @field_validator("name")
-    @classmethod
-    def _token(cls, value: str) -> str:
-        if not _TOKEN.match(value):
-            raise ValueError("must be a cookie name (an HTTP token)")
-        return value
 
     @field_validator("values")
     @classmethod
